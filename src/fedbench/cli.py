@@ -1,0 +1,127 @@
+"""The `fedbench` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fedbench.data.manifest import ManifestError, parse_columns
+from fedbench.metrics.fedscore import FEDSCORE_VERSION
+from fedbench.models.store import ARTIFACTS, ArtifactError, pull, verify
+
+app = typer.Typer(help="FED-Bench: score instruction-driven facial-expression edits with FED-Score.",
+                  no_args_is_help=True, add_completion=False)
+models_app = typer.Typer(help="Model weights: list, fetch and verify the offline backbones.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+console = Console()
+err = Console(stderr=True)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every known artifact with its source, sha256 and licence."""
+    table = Table(title="fedbench model artifacts")
+    for col in ("name", "description", "source", "licence", "sha256", "cached"):
+        table.add_column(col, overflow="fold")
+    for a in ARTIFACTS.values():
+        ok, _ = verify(a.name)
+        table.add_row(a.name, a.description, a.source.describe(), a.licence, a.sha256[:16] + "…", "yes" if ok else "no")
+    console.print(table)
+
+
+@models_app.command("pull")
+def models_pull(names: Optional[list[str]] = typer.Argument(None, help="artifacts (default: all)"),
+                force: bool = typer.Option(False, help="download again even when cached")) -> None:
+    """Fetch and sha256-verify artifacts (also done lazily on first use)."""
+    failed = False
+    for name in names or list(ARTIFACTS):
+        try:
+            path = pull(name, force=force)
+            console.print(f"[green]ok[/] {name}: {path}")
+        except ArtifactError as exc:
+            err.print(f"[red]error[/] {exc}")
+            failed = True
+    raise typer.Exit(1 if failed else 0)
+
+
+@models_app.command("verify")
+def models_verify() -> None:
+    """Check every cached artifact against its sha256, without downloading."""
+    bad = False
+    for name in ARTIFACTS:
+        ok, msg = verify(name)
+        bad |= not ok
+        (console if ok else err).print(f"[{'green' if ok else 'red'}]{'ok' if ok else 'FAIL'}[/] {name}: {msg}")
+    raise typer.Exit(1 if bad else 0)
+
+
+def print_summary(summary: dict, title: str) -> None:
+    table = Table(title=title)
+    table.add_column("class")
+    dims = ("fed", "alignment", "fidelity", "reg")
+    for d in ("n", *dims):
+        table.add_column(d, justify="right")
+    for c, v in summary["per_class"].items():
+        table.add_row(c, str(v["n"]), *(f"{v[d]:.3f}" if v.get(d) is not None else "—" for d in dims))
+    o = summary["overall"]
+
+    def cell(d: str) -> str:
+        m, ci = o[d]["mean"], o[d]["ci95"]
+        if m is None:
+            return "—"
+        return f"{m:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    table.add_row("[bold]macro mean", str(summary["n_scored"]), *(cell(d) for d in dims), end_section=True)
+    console.print(table)
+    g = summary["gain"]
+    console.print(f"gain g: mean {g['mean']}, median {g['median']} (1 = the ground truth's change)")
+    console.print("statuses: " + ", ".join(f"{k} {v}" for k, v in summary["status_counts"].items()))
+    for ex in summary["excluded"][:10]:
+        err.print(f"[yellow]excluded[/] {ex['id']}: {ex['status']} — {ex['reason']}")
+
+
+@app.command()
+def score(
+    manifest: Path = typer.Option(..., "--manifest", "-m", help="triplet manifest (.jsonl, .csv, .parquet)"),
+    edits: Path = typer.Option(..., "--edits", "-e", help="folder with <id>.<png|jpg|jpeg|webp|avif>"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for samples.jsonl and summary.json"),
+    columns: Optional[str] = typer.Option(None, help="map fields to your columns: source=img,target=emotion"),
+    allow_outside: bool = typer.Option(False, "--allow-outside", help="let paths leave the manifest's folder"),
+    workers: Optional[int] = typer.Option(None, help="processes (default: one per core)"),
+    cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
+    runtime: str = typer.Option("openvino", help="SFace runtime: openvino (fast) or reference (OpenCV dnn)"),
+    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.1 or 1.0)"),
+) -> None:
+    """Score edited images against a benchmark with FED-Score v1."""
+    from fedbench.faces.perception import PerceptionConfig
+    from fedbench.scoring.runner import score as run_score
+
+    try:
+        result = run_score(manifest, edits, out, columns=parse_columns(columns), allow_outside=allow_outside,
+                           config=PerceptionConfig(runtime=runtime), workers=workers, cache_path=cache,
+                           progress=True, console=err, version=fedscore_version)
+    except (ManifestError, ValueError) as exc:
+        err.print(f"[red]error[/] {exc}")
+        raise typer.Exit(2)
+    except ArtifactError as exc:
+        err.print(f"[red]model error[/] {exc}")
+        raise typer.Exit(3)
+    print_summary(result.summary, f"FED-Score v{result.summary['fedscore_version']} — {manifest.name}")
+    console.print(f"wrote {out / 'samples.jsonl'} and {out / 'summary.json'}")
+
+
+@app.command()
+def version() -> None:
+    """Print fedbench and FED-Score versions."""
+    from fedbench import FEDSCORE_VERSION, __version__
+
+    console.print(json.dumps({"fedbench": __version__, "fedscore": FEDSCORE_VERSION}))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Triplet manifests and image decoding."""

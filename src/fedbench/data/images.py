@@ -1,0 +1,113 @@
+"""Robust image decoding: one function turns any file a user may hand us into RGB uint8, or a reason.
+
+OpenCV's decoder is the fast path (JPEG, PNG, WebP; EXIF orientation applied, 16-bit and CMYK
+converted, alpha dropped). Pillow decodes what OpenCV cannot (AVIF, odd modes). Truncated files are
+refused instead of being scored from half an image.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+MIN_SIDE = 32  # below this there is no face to analyse
+MAX_PIXELS = 120_000_000  # refuse decompression bombs before decoding
+
+
+class ImageReadError(ValueError):
+    """The bytes do not decode to a usable image; the message says why."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    rgb: np.ndarray  # H x W x 3 uint8, at most `max_side` on the long side
+    original_size: tuple[int, int]  # (width, height) as stored in the file
+
+
+def _header_size(data: bytes) -> tuple[int, int, str]:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size[0], im.size[1], (im.format or "").upper()
+    except Exception as exc:  # Pillow raises many types for garbage input
+        raise ImageReadError(f"not a readable image ({type(exc).__name__}: {exc})") from None
+
+
+def _looks_truncated(data: bytes, fmt: str) -> bool:
+    tail = data[-4096:]
+    if fmt == "JPEG":
+        return b"\xff\xd9" not in tail
+    if fmt == "PNG":
+        return b"IEND" not in tail
+    if fmt == "WEBP":
+        return len(data) < 12 or int.from_bytes(data[4:8], "little") + 8 > len(data)
+    return False
+
+
+def _decode_with_pillow(data: bytes) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                scale = 257.0 if arr.max() > 255 else 1.0
+                grey = np.clip(arr / scale, 0, 255).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
+            return np.asarray(im.convert("RGB"))
+    except Exception as exc:
+        raise ImageReadError(f"could not decode ({type(exc).__name__}: {exc})") from None
+
+
+def decode_image(data: bytes, max_side: int = 1024) -> DecodedImage:
+    """Decode bytes to RGB uint8 with the long side capped at `max_side` (area interpolation)."""
+    if not data:
+        raise ImageReadError("empty file")
+    width, height, fmt = _header_size(data)
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(f"{width}x{height} px is above the {MAX_PIXELS} pixel limit")
+    if min(width, height) < MIN_SIDE:
+        raise ImageReadError(f"{width}x{height} px is below the {MIN_SIDE} px minimum side")
+    if _looks_truncated(data, fmt):
+        raise ImageReadError(f"truncated {fmt} file")
+    bgr = None
+    if fmt in ("JPEG", "PNG", "WEBP"):
+        flags = cv2.IMREAD_COLOR
+        # Let libjpeg scale down in the DCT when the image is far larger than needed.
+        long_side = max(width, height)
+        if fmt == "JPEG":
+            for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                                 (2, cv2.IMREAD_REDUCED_COLOR_2)):
+                if long_side // factor >= max_side:
+                    flags = flag
+                    break
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if bgr is not None:
+        if bgr.ndim == 2:
+            bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    else:
+        rgb = _decode_with_pillow(data)
+    if rgb.dtype != np.uint8:
+        rgb = (rgb / 257).astype(np.uint8)
+    h, w = rgb.shape[:2]
+    scale = max_side / max(h, w)
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return DecodedImage(rgb=np.ascontiguousarray(rgb), original_size=(width, height))
+
+
+def grey_view(rgb: np.ndarray, long_side: int = 512, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Grey copy at `long_side` px on the long side (or an exact (w, h)), as the background SSIM uses."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    if size is None:
+        scale = long_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if (w, h) == size:
+        return grey
+    interp = cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR
+    return cv2.resize(grey, size, interpolation=interp)

@@ -1,0 +1,1 @@
+"""Perception backbones behind small interfaces: landmarks + blendshapes, identity, emotion, masks, quality."""

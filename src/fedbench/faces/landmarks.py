@@ -1,0 +1,55 @@
+"""Face Landmarker (MediaPipe): every face in the image, 478 landmarks and 52 blendshapes each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedbench.faces.blendshapes import BLENDSHAPE_NAMES
+from fedbench.models.store import artifact_path
+
+
+@dataclass(frozen=True)
+class FaceObservation:
+    landmarks: np.ndarray  # 478 x 3 float32; x, y normalised to the image, z relative depth
+    blendshapes: np.ndarray  # 52 float32 in [0, 1], BLENDSHAPE_NAMES order
+
+
+class FaceLandmarker:
+    name = "face-landmarker"
+    version = "face_landmarker_v2_with_blendshapes"
+
+    def __init__(self, max_faces: int = 4, min_confidence: float = 0.5) -> None:
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(artifact_path("face-landmarker"))),
+            running_mode=vision.RunningMode.IMAGE,
+            num_faces=max_faces,
+            min_face_detection_confidence=min_confidence,
+            min_face_presence_confidence=min_confidence,
+            output_face_blendshapes=True,
+        )
+        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+
+    def detect(self, rgb: np.ndarray) -> list[FaceObservation]:
+        import mediapipe as mp
+
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
+        result = self._landmarker.detect(image)
+        faces = []
+        for points, shapes in zip(result.face_landmarks, result.face_blendshapes):
+            names = tuple(c.category_name for c in shapes)
+            if names != BLENDSHAPE_NAMES:
+                raise RuntimeError("Face Landmarker returned blendshapes in an unexpected order")
+            faces.append(
+                FaceObservation(
+                    landmarks=np.array([(p.x, p.y, p.z) for p in points], dtype=np.float32),
+                    blendshapes=np.array([c.score for c in shapes], dtype=np.float32),
+                )
+            )
+        return faces
+
+    def close(self) -> None:
+        self._landmarker.close()

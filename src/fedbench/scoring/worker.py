@@ -1,0 +1,127 @@
+"""What runs in each scoring process: backbones loaded once, then one image or one triplet per call."""
+
+from __future__ import annotations
+
+import os
+
+# MediaPipe and TFLite log every model load at INFO/WARNING level from C++; keep the console for progress.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedbench.data.images import ImageReadError, decode_image
+from fedbench.faces.perception import ImageFeatures, PerceptionConfig, Perceiver
+from fedbench.metrics.fedscore import ImageOutcome, score_triplet
+from fedbench.store.features import FeatureCache, content_key, signature_hash
+
+
+@dataclass
+class _State:
+    perceiver: Perceiver
+    cache: FeatureCache
+    sig: str
+
+
+_STATE: _State | None = None
+
+
+def init_worker(config_json: str, cache_path: str, threads: int = 1) -> None:
+    """Load the backbones once per process (the pool initialiser)."""
+    global _STATE
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    config = PerceptionConfig.model_validate_json(config_json)
+    _STATE = _State(
+        perceiver=Perceiver(config, threads=threads),
+        cache=FeatureCache(Path(cache_path), readonly=True),
+        sig=signature_hash(config.signature()),
+    )
+
+
+def _state() -> _State:
+    if _STATE is None:
+        raise RuntimeError("scoring worker used before init_worker")
+    return _STATE
+
+
+def _read(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+@dataclass
+class Perceived:
+    """One image: its cache key and features (blob when newly computed), or a problem."""
+
+    key: str | None
+    features: ImageFeatures | None
+    blob: bytes | None
+    rgb: np.ndarray | None
+    problem: str | None
+
+
+def perceive_path(path: Path, need_rgb: bool = False) -> Perceived:
+    st = _state()
+    try:
+        data = _read(path)
+    except OSError as exc:
+        return Perceived(None, None, None, None, f"cannot read {path.name}: {exc.strerror or exc}")
+    key = content_key(data, st.sig)
+    cached = st.cache.get(key)
+    if cached is not None and not need_rgb:
+        return Perceived(key, cached, None, None, None)
+    try:
+        rgb = decode_image(data, st.perceiver.config.max_side).rgb
+    except ImageReadError as exc:
+        return Perceived(key, None, None, None, f"{path.name}: {exc}")
+    if cached is not None:
+        return Perceived(key, cached, None, rgb, None)
+    features = st.perceiver.perceive(rgb)
+    return Perceived(key, features, features.to_bytes(), rgb, None)
+
+
+def perceive_reference(path_str: str) -> tuple[str, str | None, bytes | None, str | None, str | None]:
+    """Phase 1 (sources and ground truths): (path, key, new blob, image status, problem)."""
+    p = perceive_path(Path(path_str))
+    status = p.features.status if p.features is not None else None
+    return path_str, p.key, p.blob, status, p.problem
+
+
+def _load_reference(key: str | None, problem: str | None) -> ImageOutcome:
+    if key is None or problem is not None:
+        return ImageOutcome(None, problem or "unreadable")
+    features = _state().cache.get(key)
+    if features is None:
+        return ImageOutcome(None, "features missing from the cache")
+    return ImageOutcome(features)
+
+
+def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes] | None]:
+    """Phase 2: perceive the edit, then every FED-Score component of one triplet."""
+    st = _state()
+    source = _load_reference(task["source_key"], task["source_problem"])
+    gt = _load_reference(task["gt_key"], task["gt_problem"])
+    new_blob = None
+    edit_rgb = source_rgb = None
+    if task["edit"] is None:
+        edit = ImageOutcome(None, "missing")
+    else:
+        p = perceive_path(Path(task["edit"]), need_rgb=True)
+        edit = ImageOutcome(p.features, p.problem)
+        edit_rgb = p.rgb
+        if p.blob is not None and p.key is not None:
+            new_blob = (p.key, p.blob)
+    if edit.features is not None and edit.features.faces and source.features is not None:
+        try:
+            source_rgb = decode_image(_read(Path(task["source"])), st.perceiver.config.max_side).rgb
+        except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
+            source = ImageOutcome(None, f"source became unreadable: {exc}")
+    row = score_triplet(
+        task["id"], task["target"], task["instruction"], source, gt, edit, source_rgb, edit_rgb,
+        st.perceiver.identity_threshold, task["version"],
+    )
+    return row, new_blob

@@ -1,0 +1,1 @@
+"""Run store and feature cache."""
