@@ -31,7 +31,12 @@ class FaceLandmarker:
             min_face_presence_confidence=min_confidence,
             output_face_blendshapes=True,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        landmarker = vision.FaceLandmarker.create_from_options(options)
+        # MediaPipe's __del__ calls close(), which raises when it runs during interpreter shutdown
+        # (its dispatcher pool is gone by then). The process is ending and frees everything, so a
+        # landmarker that was not closed explicitly is let go silently instead.
+        landmarker.__class__ = type("FedbenchFaceLandmarker", (type(landmarker),), {"__del__": lambda _self: None})
+        self._landmarker = landmarker
 
     def detect(self, rgb: np.ndarray) -> list[FaceObservation]:
         import mediapipe as mp
@@ -52,4 +57,6 @@ class FaceLandmarker:
         return faces
 
     def close(self) -> None:
-        self._landmarker.close()
+        if self._landmarker is not None:
+            self._landmarker.close()
+            self._landmarker = None
