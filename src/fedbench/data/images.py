@@ -39,12 +39,35 @@ def _header_size(data: bytes) -> tuple[int, int, str]:
 def _looks_truncated(data: bytes, fmt: str) -> bool:
     tail = data[-4096:]
     if fmt == "JPEG":
-        return b"\xff\xd9" not in tail
+        # The end-of-image marker must follow the image's scan data; it need not end the file
+        # (phones append a video to "motion photos"). Walk the header segments by their lengths,
+        # so an EXIF thumbnail's own markers are skipped, to the first start-of-scan.
+        scan = _first_scan_offset(data)
+        return scan < 0 or data.find(b"\xff\xd9", scan) < 0
     if fmt == "PNG":
         return b"IEND" not in tail
     if fmt == "WEBP":
         return len(data) < 12 or int.from_bytes(data[4:8], "little") + 8 > len(data)
     return False
+
+
+def _first_scan_offset(data: bytes) -> int:
+    """Offset of the main image's first SOS segment in a JPEG, or -1."""
+    pos = 2  # after SOI
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return -1
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:
+            return pos
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return -1
 
 
 def _decode_with_pillow(data: bytes) -> np.ndarray:

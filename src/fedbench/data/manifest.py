@@ -91,7 +91,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         rows: list[tuple[int, dict[str, Any] | str]] = []
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # -sig: tolerate a byte-order mark
             for n, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -102,12 +102,12 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
                     rows.append((n, f"invalid JSON: {exc.msg} at column {exc.colno}"))
         return rows
     if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
         if not isinstance(data, list):
             raise ManifestError(path, [Problem(0, "a .json manifest must hold a list of objects")])
         return [(n, r if isinstance(r, dict) else "an entry must be a JSON object") for n, r in enumerate(data, 1)]
     if suffix in (".csv", ".tsv"):
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
             return [(n, dict(r)) for n, r in enumerate(reader, 2)]  # row 1 is the header
     if suffix == ".parquet":

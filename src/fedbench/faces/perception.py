@@ -140,6 +140,9 @@ class Perceiver:
         }
         self.emotion = EmotionEnsemble([builders[m]() for m in c.emotion_members], c.emotion_weights)
 
+    def close(self) -> None:
+        self.landmarker.close()
+
     @property
     def identity_threshold(self) -> float:
         return self.identity.threshold

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
 import os
 import time
 from contextlib import contextmanager, nullcontext
@@ -44,17 +45,21 @@ def default_workers() -> int:
 
 @contextmanager
 def _executor(workers: int, config: PerceptionConfig, cache_path: Path) -> Iterator[Callable]:
-    """Yield an ordered map(fn, items) over a process pool (or in-process for workers <= 1)."""
+    """Yield an ordered map(fn, items, chunksize) over worker processes (in-process for workers <= 1)."""
     args = (config.model_dump_json(), str(cache_path), 1)
     if workers <= 1:
         worker.init_worker(*args)
-        yield lambda fn, items, chunksize=1: map(fn, items)
+        try:
+            yield lambda fn, items, chunksize=1: map(fn, items)
+        finally:
+            worker.shutdown_worker()
         return
-    # fork: the parent never loads a backbone (workers do, in their initialiser), and unlike spawn it
-    # does not re-run the caller's script, so `fedbench.score` works from a plain script too.
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=worker.init_worker, initargs=args) as pool:
-        yield lambda fn, items, chunksize=1: pool.imap(fn, items, chunksize=chunksize)
+    # spawn: fresh interpreters. A forked child of a process that already runs MediaPipe or
+    # OpenVINO threads aborts. A worker that fails to start raises BrokenProcessPool here instead
+    # of being restarted forever.
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker.init_worker, initargs=args) as pool:
+        yield lambda fn, items, chunksize=1: pool.map(fn, items, chunksize=chunksize)
 
 
 def _progress(enabled: bool, console: Console) -> Progress | nullcontext:

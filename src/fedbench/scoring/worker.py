@@ -42,6 +42,15 @@ def init_worker(config_json: str, cache_path: str, threads: int = 1) -> None:
     )
 
 
+def shutdown_worker() -> None:
+    """Release the backbones and the cache connection (in-process runs; pool workers just exit)."""
+    global _STATE
+    if _STATE is not None:
+        _STATE.perceiver.close()
+        _STATE.cache.close()
+        _STATE = None
+
+
 def _state() -> _State:
     if _STATE is None:
         raise RuntimeError("scoring worker used before init_worker")
