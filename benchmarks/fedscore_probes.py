@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from fedbench.data.manifest import read_manifest
+from fedbench.editors.probes import pixel_blend_files
 from fedbench.scoring.runner import score
 
 PROBES = ("oracle", "lazy", "k0.5", "k2")
@@ -33,10 +33,7 @@ def make_probes(manifest, base: Path) -> None:
             elif probe == "lazy":
                 shutil.copy(t.source, base / probe / f"{t.id}.jpg")
             else:
-                s = np.asarray(Image.open(t.source).convert("RGB"), dtype=np.float64)
-                g = np.asarray(Image.open(t.ground_truth).convert("RGB"), dtype=np.float64)
-                blend = np.clip(s + float(probe[1:]) * (g - s), 0, 255).round().astype(np.uint8)
-                Image.fromarray(blend).save(base / probe / f"{t.id}.png")
+                pixel_blend_files(t.source, t.ground_truth, float(probe[1:]), base / probe / f"{t.id}.png")
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ def models_pull(names: Optional[list[str]] = typer.Argument(None, help="artifact
     for name in names or list(ARTIFACTS):
         try:
             path = pull(name, force=force)
-            console.print(f"[green]ok[/] {name}: {path}")
+            console.print(f"[green]ok[/] {name}: {path}", soft_wrap=True)
         except ArtifactError as exc:
             err.print(f"[red]error[/] {exc}")
             failed = True

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from fedbench.data.images import decode_image
+from fedbench.editors.probes import pixel_blend
 from fedbench.editors.warp import warp_expression
 from fedbench.faces.landmarks import FaceLandmarker
 
@@ -77,11 +78,10 @@ def build_demo(root: Path) -> Path:
             rows.append({"id": rid, "source": f"images/{src.name}", "instruction": INSTRUCTIONS[target],
                          "target": target, "ground_truth": f"images/{rid}-gt.png", "identity": name,
                          "meta": {"ground_truth": "synthetic: warp editor, strength 1.0"}})
-            s, g = rgb.astype(np.float64), gt.astype(np.float64)
             outputs = {
                 "identity": rgb, "oracle": gt,
-                "pixel-blend-0.5": np.clip(s + 0.5 * (g - s), 0, 255).round().astype(np.uint8),
-                "pixel-blend-2": np.clip(s + 2.0 * (g - s), 0, 255).round().astype(np.uint8),
+                "pixel-blend-0.5": pixel_blend(rgb, gt, 0.5),
+                "pixel-blend-2": pixel_blend(rgb, gt, 2.0),
                 "warp-0.5": warp_expression(rgb, px, target, 0.5),
                 "warp-2": warp_expression(rgb, px, target, 2.0),
             }

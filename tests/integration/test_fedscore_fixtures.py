@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from scipy.stats import spearmanr
 
 from fedbench.data.manifest import read_manifest
+from fedbench.editors.probes import pixel_blend_files
 from fedbench.scoring.runner import score
 
 pytestmark = pytest.mark.integration
@@ -25,12 +25,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache") / "features.sqlite"
-
-
-def _blend(src: Path, gt: Path, k: float, dest: Path) -> None:
-    s = np.asarray(Image.open(src).convert("RGB"), dtype=np.float64)
-    g = np.asarray(Image.open(gt).convert("RGB"), dtype=np.float64)
-    Image.fromarray(np.clip(s + k * (g - s), 0, 255).round().astype(np.uint8)).save(dest)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +42,7 @@ def probe_runs(pixelsmile, cache, tmp_path_factory) -> dict[str, dict[str, dict]
             elif probe == "lazy":
                 shutil.copy(t.source, edits / f"{t.id}.jpg")
             else:
-                _blend(t.source, t.ground_truth, float(probe[1:]), edits / f"{t.id}.png")
+                pixel_blend_files(t.source, t.ground_truth, float(probe[1:]), edits / f"{t.id}.png")
         result = score(manifest, edits, base / f"out-{probe}", cache_path=cache, workers=2)
         runs[probe] = {r["id"]: r for r in result.samples}
     return runs
@@ -142,7 +136,7 @@ def test_scoring_twice_is_byte_identical(pixelsmile, tmp_path):
     edits.mkdir()
     manifest = read_manifest(pixelsmile / "triplets.jsonl")
     for t in manifest.triplets[:8]:
-        _blend(t.source, t.ground_truth, 0.75, edits / f"{t.id}.png")
+        pixel_blend_files(t.source, t.ground_truth, 0.75, edits / f"{t.id}.png")
     a = score(manifest, edits, tmp_path / "a", cache_path=tmp_path / "c1.sqlite", workers=1)
     b = score(manifest, edits, tmp_path / "b", cache_path=tmp_path / "c2.sqlite", workers=2)
     c = score(manifest, edits, tmp_path / "c", cache_path=tmp_path / "c2.sqlite", workers=2)  # warm cache
