@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from fedbench.data.images import decode_image
+from fedbench.faces.emotion import FaceView, FacexCNN
+from fedbench.faces.geometry import bounding_box
 from fedbench.faces.identity import SFace
 from fedbench.faces.perception import ImageFeatures, Perceiver
+from fedbench.faces.runtime import LiteRtNetwork
+from fedbench.faces.tflite_fp32 import fp32_tflite
 from fedbench.labels import EXPRESSIONS
+from fedbench.models.store import artifact_path
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +67,20 @@ def test_features_survive_the_cache_round_trip(pixelsmile, perceiver):
     for a, b in zip(feats.faces, again.faces):
         assert np.array_equal(a.landmarks, b.landmarks) and np.array_equal(a.embedding, b.embedding)
         assert np.array_equal(a.emotion, b.emotion) and a.quality == b.quality
+
+
+def test_facex_fp32_on_openvino_matches_litert(pixelsmile, perceiver):
+    """The fp32 copy runs the same network: identical on both runtimes, and within the activation
+    quantisation of LiteRT's hybrid kernels of the shipped file."""
+    fast, reference = FacexCNN(runtime="openvino"), FacexCNN(runtime="reference")
+    fp32_on_litert = LiteRtNetwork(fp32_tflite(artifact_path("facex-cnn")))
+    x = np.random.default_rng(0).random((1, 200, 200, 3)).astype(np.float32)
+    assert np.abs(fast._net(x) - fp32_on_litert(x)).max() < 1e-3
+    for name in ("happy", "sad", "surprised", "fear", "angry", "disgust"):
+        rgb = _rgb(pixelsmile / "blend" / f"{name}.jpg")
+        face = perceiver.landmarker.detect(rgb)[0]
+        h, w = rgb.shape[:2]
+        view = FaceView(rgb, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY),
+                        bounding_box(face.landmarks).astype(np.float64) * [w, h, w, h], face.blendshapes)
+        p_fast, p_ref = fast.predict(view), reference.predict(view)
+        assert np.abs(p_fast - p_ref).max() < 0.1, (name, p_fast.round(3), p_ref.round(3))

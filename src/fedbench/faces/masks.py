@@ -18,6 +18,7 @@ def face_mask(landmarks_norm: np.ndarray, size: tuple[int, int], dilation: float
     face_width = float(pts[:, 0].max() - pts[:, 0].min())
     radius = int(round(dilation * face_width))
     if radius > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        mask = cv2.dilate(mask, kernel)
+        # Dilating a convex polygon by a disc = the polygon plus its outline drawn with a pen of
+        # that radius (round joins): the same mask as cv2.dilate with an elliptic kernel, faster.
+        cv2.polylines(mask, [hull], True, 1, thickness=2 * radius + 1, lineType=cv2.LINE_8)
     return mask.astype(bool)

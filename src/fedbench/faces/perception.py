@@ -32,7 +32,8 @@ class PerceptionConfig(BaseModel):
 
     max_side: int = Field(1024, ge=128, description="long side of the working copy of each image")
     runtime: Literal["openvino", "reference"] = Field(
-        "openvino", description="SFace runtime: openvino (fast) or reference (OpenCV dnn); same weights")
+        "openvino", description="openvino: SFace and facex at fp32 on OpenVINO (fast); reference: "
+        "OpenCV dnn and LiteRT on the shipped files")
     identity: Literal["sface", "arcface-onnx"] = "sface"
     identity_model: Path | None = Field(None, description="ONNX file for identity='arcface-onnx'")
     identity_threshold: float | None = Field(None, description="different-person cosine (c0) override")
@@ -135,7 +136,7 @@ class Perceiver:
             self.identity.threshold = c.identity_threshold
         builders = {
             "fer-cnn": lambda: FerCNN(threads=threads),
-            "facex-cnn": lambda: FacexCNN(threads=threads),
+            "facex-cnn": lambda: FacexCNN(runtime=c.runtime, threads=threads),
             "blendshape-prototype": BlendshapePrototype,
         }
         self.emotion = EmotionEnsemble([builders[m]() for m in c.emotion_members], c.emotion_weights)

@@ -9,6 +9,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,12 @@ def _state() -> _State:
 def _read(path: Path) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
+
+
+@lru_cache(maxsize=8)
+def _source_rgb(path: str, max_side: int) -> np.ndarray:
+    """Decoded source for the background SSIM; a source usually serves several consecutive triplets."""
+    return decode_image(_read(Path(path)), max_side).rgb
 
 
 @dataclass
@@ -126,7 +133,7 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes
             new_blob = (p.key, p.blob)
     if edit.features is not None and edit.features.faces and source.features is not None:
         try:
-            source_rgb = decode_image(_read(Path(task["source"])), st.perceiver.config.max_side).rgb
+            source_rgb = _source_rgb(task["source"], st.perceiver.config.max_side)
         except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
             source = ImageOutcome(None, f"source became unreadable: {exc}")
     row = score_triplet(
