@@ -59,6 +59,8 @@ def _executor(workers: int, config: PerceptionConfig, cache_path: Path) -> Itera
     # of being restarted forever.
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker.init_worker, initargs=args) as pool:
+        # Workers start lazily; wait until each has loaded its backbones so start-up is timed apart.
+        list(pool.map(worker.ready, range(workers)))
         yield lambda fn, items, chunksize=1: pool.map(fn, items, chunksize=chunksize)
 
 
@@ -123,7 +125,7 @@ def score(
         ref_task = bar.add_task("sources + ground truths", total=len(references)) if bar else None
         ref_info: dict[str, tuple[str | None, str | None]] = {}
         pending: list[tuple[str, bytes]] = []
-        for path, key, blob, _status, problem in _advance(bar, ref_task, pmap(worker.perceive_reference, references, 4)):
+        for path, key, blob, problem in _advance(bar, ref_task, pmap(worker.perceive_reference, references, 4)):
             ref_info[path] = (key, problem)
             if blob is not None and key is not None:
                 pending.append((key, blob))

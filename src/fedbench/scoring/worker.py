@@ -35,6 +35,9 @@ def init_worker(config_json: str, cache_path: str, threads: int = 1) -> None:
     """Load the backbones once per process (the pool initialiser)."""
     global _STATE
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import cv2
+
+    cv2.setNumThreads(threads)  # one process per core already; OpenCV's own pool would oversubscribe
     config = PerceptionConfig.model_validate_json(config_json)
     _STATE = _State(
         perceiver=Perceiver(config, threads=threads),
@@ -50,6 +53,12 @@ def shutdown_worker() -> None:
         _STATE.perceiver.close()
         _STATE.cache.close()
         _STATE = None
+    _source_rgb.cache_clear()
+
+
+def ready(_: int) -> bool:
+    """A no-op task: returns once this worker has loaded its backbones (times the start-up)."""
+    return _STATE is not None
 
 
 def _state() -> _State:
@@ -64,8 +73,9 @@ def _read(path: Path) -> bytes:
 
 
 @lru_cache(maxsize=8)
-def _source_rgb(path: str, max_side: int) -> np.ndarray:
-    """Decoded source for the background SSIM; a source usually serves several consecutive triplets."""
+def _source_rgb(path: str, content_key: str, max_side: int) -> np.ndarray:
+    """Decoded source for the background SSIM; a source usually serves several consecutive triplets.
+    Keyed by content too, so a file rewritten between runs in one process is decoded afresh."""
     return decode_image(_read(Path(path)), max_side).rgb
 
 
@@ -81,15 +91,16 @@ class Perceived:
 
 
 def perceive_path(path: Path, need_rgb: bool = False) -> Perceived:
+    """Features of one image (None features with a key: cached, not loaded, when need_rgb is False)."""
     st = _state()
     try:
         data = _read(path)
     except OSError as exc:
         return Perceived(None, None, None, None, f"cannot read {path.name}: {exc.strerror or exc}")
     key = content_key(data, st.sig)
+    if not need_rgb and st.cache.has(key):
+        return Perceived(key, None, None, None, None)
     cached = st.cache.get(key)
-    if cached is not None and not need_rgb:
-        return Perceived(key, cached, None, None, None)
     try:
         rgb = decode_image(data, st.perceiver.config.max_side).rgb
     except ImageReadError as exc:
@@ -100,11 +111,10 @@ def perceive_path(path: Path, need_rgb: bool = False) -> Perceived:
     return Perceived(key, features, features.to_bytes(), rgb, None)
 
 
-def perceive_reference(path_str: str) -> tuple[str, str | None, bytes | None, str | None, str | None]:
-    """Phase 1 (sources and ground truths): (path, key, new blob, image status, problem)."""
+def perceive_reference(path_str: str) -> tuple[str, str | None, bytes | None, str | None]:
+    """Phase 1 (sources and ground truths): (path, key, new blob or None when cached, problem)."""
     p = perceive_path(Path(path_str))
-    status = p.features.status if p.features is not None else None
-    return path_str, p.key, p.blob, status, p.problem
+    return path_str, p.key, p.blob, p.problem
 
 
 def _load_reference(key: str | None, problem: str | None) -> ImageOutcome:
@@ -133,7 +143,7 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes
             new_blob = (p.key, p.blob)
     if edit.features is not None and edit.features.faces and source.features is not None:
         try:
-            source_rgb = _source_rgb(task["source"], st.perceiver.config.max_side)
+            source_rgb = _source_rgb(task["source"], task["source_key"], st.perceiver.config.max_side)
         except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
             source = ImageOutcome(None, f"source became unreadable: {exc}")
     row = score_triplet(
