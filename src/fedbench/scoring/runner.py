@@ -80,6 +80,26 @@ def _advance(progress: Any, task: Any, items: Iterable) -> Iterator:
         yield item
 
 
+class _BatchedWrites:
+    """New features go to the cache in transactions of `size` rows (one commit per row is slow)."""
+
+    def __init__(self, cache: FeatureCache, size: int = 64) -> None:
+        self.cache, self.size, self.pending = cache, size, []
+
+    def add(self, item: tuple[str, bytes]) -> None:
+        self.pending.append(item)
+        if len(self.pending) >= self.size:
+            self.cache.put_many(self.pending)
+            self.pending = []
+
+    def __enter__(self) -> "_BatchedWrites":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cache.put_many(self.pending)
+        self.pending = []
+
+
 def score(
     manifest: str | Path | Manifest,
     edits: str | Path,
@@ -124,15 +144,11 @@ def score(
         t1 = time.perf_counter()
         ref_task = bar.add_task("sources + ground truths", total=len(references)) if bar else None
         ref_info: dict[str, tuple[str | None, str | None]] = {}
-        pending: list[tuple[str, bytes]] = []
-        for path, key, blob, problem in _advance(bar, ref_task, pmap(worker.perceive_reference, references, 4)):
-            ref_info[path] = (key, problem)
-            if blob is not None and key is not None:
-                pending.append((key, blob))
-            if len(pending) >= 64:
-                cache.put_many(pending)
-                pending = []
-        cache.put_many(pending)
+        with _BatchedWrites(cache) as writes:
+            for path, key, blob, problem in _advance(bar, ref_task, pmap(worker.perceive_reference, references, 4)):
+                ref_info[path] = (key, problem)
+                if blob is not None and key is not None:
+                    writes.add((key, blob))
         timings["references_s"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
@@ -148,18 +164,13 @@ def score(
         ]
         edit_task = bar.add_task("edits", total=len(tasks)) if bar else None
         partial = out_dir / "samples.jsonl.partial" if out_dir else None
-        with (open(partial, "w", encoding="utf-8") if partial else nullcontext()) as fh:
-            pending = []
+        with (open(partial, "w", encoding="utf-8") if partial else nullcontext()) as fh, _BatchedWrites(cache) as writes:
             for row, blob in _advance(bar, edit_task, pmap(worker.score_sample, tasks, 2)):
                 rows.append(row)
                 if fh:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 if blob is not None:
-                    pending.append(blob)
-                if len(pending) >= 64:
-                    cache.put_many(pending)
-                    pending = []
-            cache.put_many(pending)
+                    writes.add(blob)
         timings["edits_s"] = time.perf_counter() - t2
     cache.close()
 

@@ -100,11 +100,11 @@ def perceive_path(path: Path, need_rgb: bool = False) -> Perceived:
     key = content_key(data, st.sig)
     if not need_rgb and st.cache.has(key):
         return Perceived(key, None, None, None, None)
-    cached = st.cache.get(key)
     try:
         rgb = decode_image(data, st.perceiver.config.max_side).rgb
     except ImageReadError as exc:
         return Perceived(key, None, None, None, f"{path.name}: {exc}")
+    cached = st.cache.get(key)
     if cached is not None:
         return Perceived(key, cached, None, rgb, None)
     features = st.perceiver.perceive(rgb)
