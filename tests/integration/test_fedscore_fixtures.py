@@ -145,3 +145,30 @@ def test_scoring_twice_is_byte_identical(pixelsmile, tmp_path):
     assert (tmp_path / "a" / "summary.json").read_text() == (tmp_path / "c" / "summary.json").read_text()
     assert a.summary["edit_status_counts"]["missing_edit"] == len(manifest) - 8
     assert b.samples == c.samples
+
+
+def test_a_rewritten_source_is_read_afresh_in_the_same_process(pixelsmile, tmp_path):
+    """In-process runs keep decoded sources between calls; a file rewritten in place must not reuse them."""
+    manifest = read_manifest(pixelsmile / "triplets.jsonl")
+    t = manifest.triplets[0]
+    src, gt = tmp_path / "src.jpg", tmp_path / "gt.jpg"
+    shutil.copy(t.source, src)
+    shutil.copy(t.ground_truth, gt)
+    rows = [{"id": i, "source": "src.jpg", "ground_truth": "gt.jpg", "target": t.target,
+             "instruction": t.instruction} for i in ("x", "y")]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "edits").mkdir()
+    for i in ("x", "y"):
+        shutil.copy(t.ground_truth, tmp_path / "edits" / f"{i}.jpg")
+
+    def run(cache: str, workers: int) -> list[dict]:
+        return score(tmp_path / "m.jsonl", tmp_path / "edits", cache_path=tmp_path / cache, workers=workers).samples
+
+    first = run("c.sqlite", 1)
+    from PIL import Image, ImageFilter
+
+    Image.open(t.source).filter(ImageFilter.GaussianBlur(6)).save(src, quality=95)
+    second = run("c.sqlite", 1)  # same process as the first run
+    fresh = run("c2.sqlite", 2)  # new worker processes, nothing carried over
+    assert second[0]["bg"] != first[0]["bg"]
+    assert second == fresh
