@@ -25,9 +25,10 @@ _NOSE_WINGS = (98, 327, 64, 294)
 
 Move = tuple[tuple[int, ...], tuple[float, float]]
 
-# Per target: (landmarks, (dx, dy)) in inter-ocular units; dx is mirrored for the right side.
+# Per target: (landmarks, (dx, dy)) in inter-ocular units, x towards the image right: each side of
+# the face has its own entry where the two sides move apart or together.
 DISPLACEMENTS: dict[str, list[Move]] = {
-    "happy": [((_MOUTH_L,), (-0.15, -0.20)), ((_MOUTH_R,), (0.15, -0.20)), ((_UPPER_LIP), (0.00, -0.04))],
+    "happy": [((_MOUTH_L,), (-0.15, -0.20)), ((_MOUTH_R,), (0.15, -0.20)), (_UPPER_LIP, (0.00, -0.04))],
     "sad": [((_MOUTH_L, _MOUTH_R), (0.00, 0.18)), (_BROW_L_INNER + _BROW_R_INNER, (0.00, -0.15)),
             (_BROW_L_OUTER + _BROW_R_OUTER, (0.00, 0.04)), (_LOWER_LIP, (0.00, 0.04))],
     "surprise": [(_BROW_L_INNER + _BROW_R_INNER + _BROW_L_OUTER + _BROW_R_OUTER, (0.00, -0.24)),

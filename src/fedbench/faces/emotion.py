@@ -11,7 +11,7 @@ import numpy as np
 
 from fedbench.faces.blendshapes import ACTION_UNITS, action_unit_vector
 from fedbench.faces.geometry import square_crop
-from fedbench.faces.runtime import OpenVinoNetwork, Runtime, tflite_network
+from fedbench.faces.runtime import LiteRtNetwork, OpenVinoNetwork, Runtime
 from fedbench.faces.tflite_fp32 import fp32_tflite
 from fedbench.labels import EXPRESSIONS
 from fedbench.models.store import artifact_path
@@ -52,7 +52,7 @@ class FerCNN:
     labels: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
     def __post_init__(self) -> None:
-        self._net = tflite_network(artifact_path("fer-cnn"), self.threads)
+        self._net = LiteRtNetwork(artifact_path("fer-cnn"), self.threads)
 
     def predict(self, view: FaceView) -> np.ndarray:
         crop = square_crop(view.grey, view.box_px, self.expand, 64).astype(np.float32)
@@ -80,7 +80,7 @@ class FacexCNN:
         if self.runtime == "openvino":
             self._net = OpenVinoNetwork(fp32_tflite(path), self.threads)
         else:
-            self._net = tflite_network(path, self.threads)
+            self._net = LiteRtNetwork(path, self.threads)
 
     def predict(self, view: FaceView) -> np.ndarray:
         crop = square_crop(view.grey, view.box_px, self.expand, 200).astype(np.float32) / 255.0

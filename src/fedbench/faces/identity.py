@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -11,7 +10,7 @@ import numpy as np
 
 from fedbench.faces.geometry import aligned_crop
 from fedbench.faces.runtime import OpenVinoNetwork, Runtime
-from fedbench.models.store import artifact_path, sha256_of
+from fedbench.models.store import artifact_path, derived_file, sha256_of
 
 
 class IdentityBackbone(Protocol):
@@ -37,12 +36,13 @@ def sface_float_model(src: Path) -> Path:
     every call. Baking the dequantised weights (exactly the values DequantizeLinear yields) in as
     initialisers gives the same network that OpenCV runs, loadable by OpenVINO and onnxruntime.
     """
+    return derived_file(src, "sface_fp32", ".onnx", lambda: _bake_sface(src))
+
+
+def _bake_sface(src: Path) -> bytes:
     import onnx
     from onnx import helper, numpy_helper
 
-    dest = src.with_name(f"sface_fp32_{sha256_of(src)[:16]}.onnx")
-    if dest.is_file():
-        return dest
     model = onnx.load(str(src))
     graph = model.graph
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -69,10 +69,7 @@ def sface_float_model(src: Path) -> Path:
     out = helper.make_model(new_graph, opset_imports=model.opset_import)
     out.ir_version = model.ir_version
     onnx.checker.check_model(out)
-    tmp = dest.with_name(dest.name + f".partial-{os.getpid()}")
-    onnx.save(out, str(tmp))
-    os.replace(tmp, dest)
-    return dest
+    return out.SerializeToString()
 
 
 @dataclass

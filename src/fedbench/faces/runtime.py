@@ -51,6 +51,3 @@ class LiteRtNetwork:
         self._it.invoke()
         return np.array(self._it.get_tensor(self._out), dtype=np.float32, copy=True)
 
-
-def tflite_network(path: Path, threads: int = 1) -> Network:
-    return LiteRtNetwork(path, threads)

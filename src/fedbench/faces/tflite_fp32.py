@@ -10,12 +10,11 @@ class for every input, which is why the original file is not handed to it.)
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from fedbench.models.store import sha256_of
+from fedbench.models.store import derived_file
 
 _WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -26,12 +25,13 @@ def _names(enum: type) -> dict[int, str]:
 
 def fp32_tflite(src: Path) -> Path:
     """Write (once, next to `src`) and return the fp32 copy of a weight-quantised model."""
+    return derived_file(src, f"{src.stem}_fp32", ".tflite", lambda: _to_fp32(src))
+
+
+def _to_fp32(src: Path) -> bytes:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    dest = src.with_name(f"{src.stem}_fp32_{sha256_of(src)[:16]}.tflite")
-    if dest.is_file():
-        return dest
     model = schema.ModelT.InitFromPackedBuf(bytearray(src.read_bytes()), 0)
     op_names = _names(schema.BuiltinOperator)
     types = _names(schema.TensorType)
@@ -81,7 +81,4 @@ def fp32_tflite(src: Path) -> Path:
     graph.operators = kept
     builder = flatbuffers.Builder(0)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    tmp = dest.with_name(dest.name + f".partial-{os.getpid()}")
-    tmp.write_bytes(bytes(builder.Output()))
-    os.replace(tmp, dest)
-    return dest
+    return bytes(builder.Output())

@@ -19,6 +19,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from fedbench.paths import models_dir
 
@@ -210,6 +211,23 @@ def pull(name: str, force: bool = False) -> Path:
         os.replace(partial, dest)  # atomic: a reader never sees a half-written file
     finally:
         partial.unlink(missing_ok=True)
+    return dest
+
+
+def derived_file(src: Path, stem: str, suffix: str, build: Callable[[], bytes]) -> Path:
+    """A file derived from a verified artifact (e.g. an fp32 rewrite), written once next to it.
+
+    The name carries the source's sha256, so a changed source never reuses a stale derivation;
+    the write is atomic, so concurrent workers never read half a file.
+    """
+    dest = src.with_name(f"{stem}_{sha256_of(src)[:16]}{suffix}")
+    if not dest.is_file():
+        tmp = dest.with_name(dest.name + f".partial-{os.getpid()}")
+        try:
+            tmp.write_bytes(build())
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
     return dest
 
 
