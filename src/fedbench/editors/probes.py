@@ -1,11 +1,17 @@
-"""Probe editors for the bias study and the tests: lazy (E = S), oracle (E = G), pixel blends."""
+"""Probe editors for the bias study and the tests: lazy (E = S), oracle (E = G), pixel blends.
+
+Probes read the ground truth, which no real editor may: provenance marks them (`reads_ground_truth`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from PIL import Image
+
+from fedbench.editors.base import EditRequest, EditResult, Editor
 
 
 def pixel_blend(source: np.ndarray, ground_truth: np.ndarray, k: float) -> np.ndarray:
@@ -20,3 +26,40 @@ def pixel_blend_files(source: Path, ground_truth: Path, k: float, dest: Path) ->
     s = np.asarray(Image.open(source).convert("RGB"))
     g = np.asarray(Image.open(ground_truth).convert("RGB"))
     Image.fromarray(pixel_blend(s, g, k)).save(dest)
+
+
+class IdentityEditor(Editor):
+    """The lazy edit: returns the source unchanged (FED-Score must give it 0)."""
+
+    description = "lazy probe: returns the source"
+
+    def edit(self, request: EditRequest) -> EditResult:
+        return EditResult.ok(request.source_rgb())
+
+
+class OracleEditor(Editor):
+    """Returns the ground truth: the ceiling of the benchmark."""
+
+    description = "probe: returns the ground truth"
+    reads_ground_truth: ClassVar[bool] = True
+
+    def edit(self, request: EditRequest) -> EditResult:
+        return EditResult.ok(request.ground_truth_rgb())
+
+
+class PixelBlendEditor(Editor):
+    """S + k (G - S): k < 1 under-edits, k > 1 over-edits. Param `k` (default 1)."""
+
+    description = "probe: S + k (G - S), under- (k < 1) and over-editing (k > 1)"
+    reads_ground_truth: ClassVar[bool] = True
+
+    def __init__(self, k: float = 1.0) -> None:
+        super().__init__(k=float(k))
+        self.k = float(k)
+
+    def edit(self, request: EditRequest) -> EditResult:
+        s, g = request.source_rgb(), request.ground_truth_rgb()
+        if s.shape != g.shape:
+            return EditResult.failed(f"source {s.shape[1]}x{s.shape[0]} and ground truth {g.shape[1]}x{g.shape[0]} "
+                                     "differ in size; pixel-blend needs aligned images")
+        return EditResult.ok(pixel_blend(s, g, self.k))

@@ -46,9 +46,9 @@ def _round(x: float | None, digits: int = 4) -> float | None:
 
 
 def summarise(rows: list[dict[str, Any]], n_bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
-    from fedbench.metrics.fedscore import DATASET_ERRORS
+    from fedbench.metrics.fedscore import EXCLUDED, REFUSALS
 
-    scored = [r for r in rows if r["status"] not in DATASET_ERRORS]
+    scored = [r for r in rows if r["status"] not in EXCLUDED]
     overall: dict[str, Any] = {}
     per_class: dict[str, dict[str, Any]] = {c: {"n": 0} for c in EXPRESSIONS}
     for row in scored:
@@ -77,5 +77,7 @@ def summarise(rows: list[dict[str, Any]], n_bootstrap: int = 1000, seed: int = 0
         "status_counts": dict(sorted(Counter(r["status"] for r in rows).items())),
         "edit_status_counts": dict(sorted(Counter(r["edit_status"] for r in rows if r["edit_status"]).items())),
         "excluded": [{"id": r["id"], "status": r["status"], "reason": r["reason"]}
-                     for r in rows if r["status"] in DATASET_ERRORS],
+                     for r in rows if r["status"] in EXCLUDED],
+        # Reported beside FED-Score: refusals are excluded from it, so a model's coverage shows here.
+        "refusal_rate": _round(sum(r["status"] in REFUSALS for r in rows) / len(rows)) if rows else None,
     }

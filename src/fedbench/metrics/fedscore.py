@@ -31,8 +31,12 @@ BG_LONG_SIDE = 512
 DATASET_ERRORS = (
     "unreadable_source", "no_face_source", "unreadable_ground_truth", "no_face_ground_truth",
 )
-EDIT_FAILURES = ("missing_edit", "unreadable_edit", "no_face_edit")
-STATUSES = ("ok", "degenerate_gt", *EDIT_FAILURES, *DATASET_ERRORS)
+EDIT_FAILURES = ("missing_edit", "unreadable_edit", "no_face_edit", "generation_failed")
+# A refusal (content filter, policy) is the model's own answer, not a bad edit: never a low score.
+# Refused samples are excluded from every mean, counted and listed; the refusal rate is reported.
+REFUSALS = ("refused",)
+EXCLUDED = (*DATASET_ERRORS, *REFUSALS)
+STATUSES = ("ok", "degenerate_gt", *EDIT_FAILURES, *REFUSALS, *DATASET_ERRORS)
 
 COMPONENTS = ("alignment", "a_emo", "a_act", "fidelity", "id_score", "bg", "pq", "reg", "fed")
 
@@ -93,8 +97,13 @@ def score_triplet(
     edit_rgb: np.ndarray | None,
     identity_threshold: float,
     version: str = FEDSCORE_VERSION,
+    generation: tuple[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """One row of samples.jsonl: every component, the status, and the raw numbers behind them."""
+    """One row of samples.jsonl: every component, the status, and the raw numbers behind them.
+
+    `generation` is (status, reason) when an editor run produced no image for this sample
+    ("refused" or "generation_failed"); the edit is then not looked at.
+    """
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"unknown FED-Score version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
     relative = version != "1.0"
@@ -124,8 +133,13 @@ def score_triplet(
     degenerate = expression_gain(e_s, e_g, e_g).degenerate
     row["gt_change"] = _r(float(np.linalg.norm(e_g - e_s)))
 
+    if generation is not None and generation[0] in REFUSALS:
+        row.update(status=generation[0], reason=generation[1], edit_status=generation[0])
+        return row
     edit_problem = None
-    if edit.features is None:
+    if generation is not None:
+        edit_problem = generation
+    elif edit.features is None:
         edit_problem = ("missing_edit", "no edited image for this id") if edit.problem == "missing" else (
             "unreadable_edit", edit.problem)
     elif not edit.features.faces:

@@ -114,8 +114,12 @@ def score(
     n_bootstrap: int = 1000,
     console: Console | None = None,
     version: str = FEDSCORE_VERSION,
+    generation: dict[str, tuple[str, str | None]] | None = None,
 ) -> ScoreResult:
     """Score every triplet of `manifest` against the edited images in `edits`.
+
+    `generation` maps sample ids whose editor produced no image to (status, reason): "refused"
+    (excluded from the means, counted) or "generation_failed" (an edit failure, scored 0).
 
     Raises ManifestError (naming each bad row) before any work when the manifest or the edits
     folder is malformed. Every triplet ends with a row: a score, or a named status.
@@ -159,6 +163,7 @@ def score(
                 "gt_key": ref_info[str(t.ground_truth)][0], "gt_problem": ref_info[str(t.ground_truth)][1],
                 "edit": None if edit_paths[t.id] is None else str(edit_paths[t.id]),
                 "version": version,
+                "generation": (generation or {}).get(t.id),
             }
             for t in man
         ]

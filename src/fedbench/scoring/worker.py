@@ -133,7 +133,8 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes
     gt = _load_reference(task["gt_key"], task["gt_problem"])
     new_blob = None
     edit_rgb = source_rgb = None
-    if task["edit"] is None:
+    generation = task.get("generation")
+    if task["edit"] is None or generation is not None:
         edit = ImageOutcome(None, "missing")
     else:
         p = perceive_path(Path(task["edit"]), need_rgb=True)
@@ -148,6 +149,6 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes
             source = ImageOutcome(None, f"source became unreadable: {exc}")
     row = score_triplet(
         task["id"], task["target"], task["instruction"], source, gt, edit, source_rgb, edit_rgb,
-        st.perceiver.identity_threshold, task["version"],
+        st.perceiver.identity_threshold, task["version"], None if generation is None else tuple(generation),
     )
     return row, new_blob

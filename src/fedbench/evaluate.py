@@ -1,0 +1,230 @@
+"""`fedbench eval`: run an editor over a benchmark, keep its images, score them.
+
+    run folder (--out)
+      eval.json          the editor config and its hash (a resumed run must match it)
+      generated/<id>.png the editor's images (written atomically: complete or absent)
+      generations.jsonl  one row per sample: key, status, seed, parameters, seconds, libraries
+      samples.jsonl, summary.json, run.json   the core scorer's output
+
+Only what is missing is generated: a sample is reused when its row's key (editor name + config
+hash + seed + id) matches and its image is intact (sha256). Killed at any point and restarted with
+`resume=True`, a run loses nothing and duplicates nothing. Editors never score; the core scorer does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from rich.console import Console
+
+from fedbench.data.manifest import Manifest, read_manifest
+from fedbench.editors.base import EditRequest, EditResult, EditStatus, Editor
+from fedbench.editors.config import EditorConfig, EditorConfigError, load_editor_config, resolved_hash, sample_seed
+from fedbench.editors.registry import build_editor
+from fedbench.faces.perception import PerceptionConfig
+from fedbench.metrics.fedscore import FEDSCORE_VERSION
+from fedbench.scoring.runner import ScoreResult, _progress, score
+from fedbench.store.generations import GenerationLog, compact, generation_key, read_rows
+
+GENERATED = "generated"
+RUN_FILES = ("eval.json", "generations.jsonl", "samples.jsonl", "summary.json", "run.json")
+
+
+class RunFolderError(ValueError):
+    pass
+
+
+@dataclass
+class EvalResult:
+    out: Path
+    config: EditorConfig
+    config_hash: str
+    generations: list[dict[str, Any]]
+    score: ScoreResult
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.score.summary
+
+
+def _png_bytes(rgb: Any) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _library_versions(editor: Editor) -> dict[str, str]:
+    from fedbench import __version__
+
+    try:
+        libs = editor.libraries()
+    except Exception as exc:  # provenance must not stop a run; say what went wrong instead
+        libs = {"error": f"{type(exc).__name__}: {exc}"}
+    return {"fedbench": __version__, **libs}
+
+
+def _prepare_folder(out: Path, info: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    meta = out / "eval.json"
+    if meta.exists() and overwrite:
+        shutil.rmtree(out / GENERATED, ignore_errors=True)
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    elif meta.exists():
+        if not resume:
+            raise RunFolderError(f"{out} already holds an eval run ({meta}); pass --resume to continue it "
+                                 "or --overwrite to start again")
+        old = json.loads(meta.read_text())
+        if old.get("config_hash") != info["config_hash"] or old.get("benchmark") != info["benchmark"]:
+            raise RunFolderError(
+                f"{out} was made by editor {old.get('editor')!r} (config {old.get('config_hash')}) on "
+                f"{old.get('benchmark')}; this run is {info['editor']!r} (config {info['config_hash']}) on "
+                f"{info['benchmark']}. Use another --out, or --overwrite to replace it")
+    (out / GENERATED).mkdir(parents=True, exist_ok=True)
+    if not meta.exists():
+        meta.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _reusable(row: dict[str, Any], key: str, image: Path) -> bool:
+    if row.get("key") != key:
+        return False
+    if row.get("status") == EditStatus.REFUSED.value:
+        return True  # a refusal is the model's answer; asking again would not be the same run
+    if row.get("status") != EditStatus.OK.value or not image.is_file():
+        return False  # failures are tried again on resume
+    return hashlib.sha256(image.read_bytes()).hexdigest() == row.get("sha256")
+
+
+def _run_one(editor: Editor, request: EditRequest) -> tuple[EditResult, float]:
+    t0 = time.perf_counter()
+    try:
+        result = editor.edit(request)
+    except Exception as exc:  # one sample's failure never stops the run: it becomes its row's status
+        result = EditResult.failed(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)[-2000:])
+    if result.status == EditStatus.OK and (result.image is None or result.image.ndim != 3 or result.image.shape[2] != 3):
+        result = EditResult.failed("the editor returned no H x W x 3 image")
+    return result, time.perf_counter() - t0
+
+
+def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: Manifest, out: Path,
+             progress: bool = True, console: Console | None = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Generate every missing image of `manifest` into out/generated; returns the compacted log."""
+    console = console or Console(stderr=True)
+    log_path = out / "generations.jsonl"
+    previous = {r["id"]: r for r in read_rows(log_path)}
+    libraries = _library_versions(editor)
+    counts = {"reused": 0, "generated": 0, "failed": 0, "refused": 0}
+    with GenerationLog(log_path) as log, _progress(progress, console) as bar:
+        task = bar.add_task(f"generating ({config.name})", total=len(manifest)) if bar else None
+        for t in manifest:
+            seed = sample_seed(config.seed, t.id)
+            key = generation_key(config.name, config_hash, seed, t.id)
+            image = out / GENERATED / f"{t.id}.png"
+            if editor.cacheable and t.id in previous and _reusable(previous[t.id], key, image):
+                counts["reused"] += 1
+            else:
+                image.unlink(missing_ok=True)  # never score a stale image beside a new status
+                request = EditRequest(
+                    sample_id=t.id, source=t.source, instruction=t.instruction, target=t.target, seed=seed,
+                    source_expression=t.source_expression,
+                    ground_truth=t.ground_truth if editor.reads_ground_truth else None,
+                )
+                result, seconds = _run_one(editor, request)
+                row: dict[str, Any] = {
+                    "id": t.id, "key": key, "editor": config.name, "adapter": config.adapter,
+                    "editor_version": editor.version, "config_hash": config_hash, "seed": seed,
+                    "params": editor.params, "status": result.status.value, "reason": result.reason,
+                    "seconds": round(seconds, 4), "details": result.details, "libraries": libraries,
+                    "reads_ground_truth": editor.reads_ground_truth, "image": None, "sha256": None,
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                }
+                if result.status == EditStatus.OK:
+                    data = _png_bytes(result.image)
+                    _write_atomic(image, data)  # the image first: a row never points at a missing file
+                    row.update(image=f"{GENERATED}/{image.name}", sha256=hashlib.sha256(data).hexdigest(),
+                               size=[int(result.image.shape[1]), int(result.image.shape[0])])
+                    counts["generated"] += 1
+                else:
+                    counts["failed" if result.status == EditStatus.FAILED else "refused"] += 1
+                log.append(row)
+            if bar:
+                bar.advance(task)
+    rows = compact(log_path, [t.id for t in manifest])
+    return rows, counts
+
+
+def evaluate(
+    editor: str | Path | EditorConfig,
+    benchmark: str | Path | Manifest,
+    out: str | Path,
+    *,
+    editor_args: dict[str, Any] | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    columns: dict[str, str] | None = None,
+    allow_outside: bool = False,
+    limit: int | None = None,
+    workers: int | None = None,
+    cache_path: str | Path | None = None,
+    perception: PerceptionConfig | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+    version: str = FEDSCORE_VERSION,
+    n_bootstrap: int = 1000,
+) -> EvalResult:
+    """Generate with `editor` (a YAML config, a registered name, or an EditorConfig) over `benchmark`,
+    then score into `out`. Raises before any work on a bad manifest, config or run folder."""
+    console = console or Console(stderr=True)
+    manifest = benchmark if isinstance(benchmark, Manifest) else read_manifest(benchmark, columns, allow_outside)
+    if limit is not None:
+        manifest = Manifest(manifest.path, manifest.root, manifest.triplets[:limit])
+    config = editor if isinstance(editor, EditorConfig) else load_editor_config(editor, editor_args, seed)
+    try:
+        instance = build_editor(config)
+    except (TypeError, ValueError, FileNotFoundError, OSError) as exc:
+        raise EditorConfigError(f"editor {config.name!r} ({config.adapter}): {exc}") from exc
+    config_hash = resolved_hash(config, instance)
+    out = Path(out)
+    info = {"editor": config.name, "adapter": config.adapter, "editor_version": instance.version,
+            "config_hash": config_hash, "seed": config.seed, "params": instance.params,
+            "config_file": config.source, "benchmark": str(manifest.path), "limit": limit}
+    try:
+        _prepare_folder(out, info, resume, overwrite)
+        t0 = time.perf_counter()
+        rows, counts = generate(instance, config, config_hash, manifest, out, progress, console)
+        generation_s = time.perf_counter() - t0
+    finally:
+        instance.close()  # free the editor (GPU memory, sessions) before scoring starts its workers
+    failed = {r["id"]: (r["status"], r["reason"]) for r in rows if r["status"] != EditStatus.OK.value}
+    result = score(manifest, out / GENERATED, out, config=perception, workers=workers, cache_path=cache_path,
+                   progress=progress, console=console, version=version, n_bootstrap=n_bootstrap,
+                   generation=failed)
+    # summary.json stays a pure function of the inputs (byte-identical on a rerun); how this run got
+    # its images (reused, generated, seconds) goes to run.json.
+    summary = {**result.summary, "editor": info}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    run_info = json.loads((out / "run.json").read_text())
+    run_info["generation"] = {**counts, "seconds": round(generation_s, 2)}
+    (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    result.summary = summary
+    return EvalResult(out=out, config=config, config_hash=config_hash, generations=rows, score=result, counts=counts)
