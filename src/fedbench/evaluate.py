@@ -34,7 +34,7 @@ from fedbench.editors.registry import build_editor
 from fedbench.faces.perception import PerceptionConfig
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
 from fedbench.scoring.runner import ScoreResult, _progress, score
-from fedbench.store.generations import GenerationLog, compact, generation_key, read_rows
+from fedbench.store.journal import Journal, compact, generation_key, read_rows
 
 GENERATED = "generated"
 RUN_FILES = ("eval.json", "generations.jsonl", "samples.jsonl", "summary.json", "run.json")
@@ -133,7 +133,7 @@ def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: M
     previous = {r["id"]: r for r in read_rows(log_path)}
     libraries = _library_versions(editor)
     counts = {"reused": 0, "generated": 0, "failed": 0, "refused": 0}
-    with GenerationLog(log_path) as log, _progress(progress, console) as bar:
+    with Journal(log_path) as log, _progress(progress, console) as bar:
         task = bar.add_task(f"generating ({config.name})", total=len(manifest)) if bar else None
         for t in manifest:
             seed = sample_seed(config.seed, t.id)
@@ -210,6 +210,10 @@ def evaluate(
             "config_file": config.source, "benchmark": str(manifest.path), "limit": limit}
     try:
         _prepare_folder(out, info, resume, overwrite)
+        try:
+            instance.load()
+        except Exception as exc:  # e.g. DiffusersLoadError: the whole run cannot go on
+            raise EditorConfigError(f"editor {config.name!r} ({config.adapter}) cannot load: {exc}") from exc
         t0 = time.perf_counter()
         rows, counts = generate(instance, config, config_hash, manifest, out, progress, console)
         generation_s = time.perf_counter() - t0

@@ -84,6 +84,11 @@ class Editor(ABC):
     def __init__(self, **params: Any) -> None:
         self.params = params
 
+    def load(self) -> None:
+        """Load models or open sessions now. `fedbench eval` calls it before the first sample, so a
+        model that cannot load (a typo in its id, no network, no GPU) stops the run with its error
+        instead of failing every sample. Editors that load lazily override it."""
+
     @abstractmethod
     def edit(self, request: EditRequest) -> EditResult: ...
 

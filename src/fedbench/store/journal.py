@@ -1,9 +1,10 @@
-"""The generation log of an eval run: `generations.jsonl`, one JSON row per generated sample.
+"""Append-only JSONL journals: the generation log of an eval run (`generations.jsonl`) and the
+per-stage work logs of a build.
 
-Append-only while a run goes (each row flushed and fsynced after its image is in place), so a run
-killed at any instant — SIGKILL included — leaves at worst one torn last line, which `repair`
-removes. Rows are keyed by editor name + config hash + seed + sample id; `compact` rewrites the log
-with exactly one row per sample, in manifest order, atomically.
+Each row is flushed and fsynced as it is written (after any file it points at is in place), so a
+process killed at any instant — SIGKILL included — leaves at worst one torn last line, which
+`repair` removes. `compact` rewrites a journal with exactly one row per id, in a given order,
+atomically.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 
 def generation_key(editor: str, config_hash: str, seed: int, sample_id: str) -> str:
@@ -31,22 +32,25 @@ def repair(path: Path) -> int:
     return len(data) - cut
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Every complete row (a torn or invalid line is skipped: its sample is generated again)."""
+def iter_rows(path: Path, required: tuple[str, ...] = ("id",)) -> Iterator[dict[str, Any]]:
+    """Every complete row, streamed (a torn or invalid line is skipped: its work is done again)."""
     if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and "key" in row and "id" in row:
-            rows.append(row)
-    return rows
+        return
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and all(k in row for k in required):
+                yield row
 
 
-class GenerationLog:
+def read_rows(path: Path, required: tuple[str, ...] = ("id", "key")) -> list[dict[str, Any]]:
+    return list(iter_rows(path, required))
+
+
+class Journal:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         repair(self.path)
@@ -60,7 +64,7 @@ class GenerationLog:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self) -> "GenerationLog":
+    def __enter__(self) -> "Journal":
         return self
 
     def __exit__(self, *exc: object) -> None:

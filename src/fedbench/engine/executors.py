@@ -1,0 +1,135 @@
+"""Where a mapped stage runs: in this process, on a local process pool, or on Ray.
+
+Each executor maps a stage over records IN ORDER with a bounded number in flight, so memory stays
+flat in the number of inputs and the stage journal is always a prefix of the input order (which is
+what makes a killed build resumable). Workers call `stage.setup()` once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Iterable, Iterator, Protocol
+
+from fedbench.engine.stage import Outcome, Record, Rejected, Stage
+
+_STAGE: Stage | None = None
+
+
+def _guarded(stage: Stage, record: Record) -> Outcome:
+    try:
+        return stage.process(record)
+    except Exception as exc:  # a bad record is a rejection with the error, never a crashed build
+        return Rejected(f"{stage.name} failed: {type(exc).__name__}: {exc}")
+
+
+def _init(stage: Stage) -> None:
+    global _STAGE
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _STAGE = stage
+    _STAGE.setup()
+
+
+def _call(record: Record) -> Outcome:
+    assert _STAGE is not None
+    return _guarded(_STAGE, record)
+
+
+def _batches(items: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    it = iter(items)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
+class Executor(Protocol):
+    name: str
+
+    def map(self, stage: Stage, records: Iterable[Record]) -> Iterator[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """A spawn process pool (one process per core by default); workers <= 1 runs in this process."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, in_flight: int = 32) -> None:
+        self.workers = workers if workers is not None else (len(os.sched_getaffinity(0)) or 1)
+        self.in_flight = in_flight
+
+    def map(self, stage: Stage, records: Iterable[Record]) -> Iterator[Outcome]:
+        if self.workers <= 1:
+            stage.setup()
+            try:
+                for record in records:
+                    yield _guarded(stage, record)
+            finally:
+                stage.teardown()
+            return
+        # spawn, not fork: MediaPipe and OpenVINO threads do not survive a fork
+        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init,
+                                 initargs=(stage,)) as pool:
+            for batch in _batches(records, self.workers * self.in_flight):
+                yield from pool.map(_call, batch)
+
+    def close(self) -> None:
+        pass
+
+
+class _StageActor:
+    """One Ray actor per worker: the stage is set up once, then processes records."""
+
+    def __init__(self, stage: Stage) -> None:
+        _init(stage)
+
+    def process(self, record: Record) -> Outcome:
+        return _call(record)
+
+
+class RayExecutor:
+    """Ray actors (an ActorPool, ordered), one per worker; a stage that needs GPUs gets them per actor.
+    `address=None` starts a local cluster; "auto" or "ray://host:port" joins a running one."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, in_flight: int = 32,
+                 init_kwargs: dict[str, Any] | None = None) -> None:
+        import ray
+
+        self.ray = ray
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_kwargs or {}))
+        self.workers = workers or max(1, int(ray.available_resources().get("CPU", 1)))
+        self.in_flight = in_flight
+
+    def map(self, stage: Stage, records: Iterable[Record]) -> Iterator[Outcome]:
+        from ray.util import ActorPool
+
+        actor = self.ray.remote(num_cpus=1, num_gpus=stage.num_gpus)(_StageActor)
+        actors = [actor.remote(stage) for _ in range(self.workers)]
+        try:
+            pool = ActorPool(actors)
+            for batch in _batches(records, self.workers * self.in_flight):
+                yield from pool.map(lambda a, r: a.process.remote(r), batch)
+        finally:
+            for a in actors:
+                self.ray.kill(a)
+
+    def close(self) -> None:
+        if self._owns:
+            self.ray.shutdown()
+
+
+def make_executor(kind: str, workers: int | None = None, address: str | None = None) -> Executor:
+    if kind == "local":
+        return LocalExecutor(workers)
+    if kind == "ray":
+        try:
+            return RayExecutor(address, workers)
+        except ImportError as exc:
+            raise ValueError("the ray executor needs Ray: pip install 'fedbench[ray]'") from exc
+    raise ValueError(f"unknown executor {kind!r}: local or ray")
