@@ -215,7 +215,12 @@ def demo(
     for editor, *vals in sorted(board, key=lambda r: -(r[1] or 0)):
         table.add_row(editor, *("—" if v is None else f"{v:.3f}" for v in vals))
     console.print(table)
-    console.print(f"runs written under {out / 'runs'}")
+    from fedbench.report.html import build_report
+    from fedbench.report.runs import load_runs
+
+    report = build_report(load_runs([out / "runs" / name for name in editor_configs()]), out / "report",
+                          title="FED-Bench demo — synthetic ground truth (warp editor)")
+    console.print(f"runs written under {out / 'runs'}; report: {report.index} (open it in a browser)")
 
 
 @app.command()
