@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedbench.faces.blendshapes import BLENDSHAPE_NAMES
+from fedbench.faces.native_logs import filtered_native_stderr
 from fedbench.models.store import artifact_path
 
 
@@ -31,18 +32,25 @@ class FaceLandmarker:
             min_face_presence_confidence=min_confidence,
             output_face_blendshapes=True,
         )
-        landmarker = vision.FaceLandmarker.create_from_options(options)
+        with filtered_native_stderr():
+            landmarker = vision.FaceLandmarker.create_from_options(options)
         # MediaPipe's __del__ calls close(), which raises when it runs during interpreter shutdown
         # (its dispatcher pool is gone by then). The process is ending and frees everything, so a
         # landmarker that was not closed explicitly is let go silently instead.
         landmarker.__class__ = type("FedbenchFaceLandmarker", (type(landmarker),), {"__del__": lambda _self: None})
         self._landmarker = landmarker
+        self._warm = False
 
     def detect(self, rgb: np.ndarray) -> list[FaceObservation]:
         import mediapipe as mp
 
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        result = self._landmarker.detect(image)
+        if self._warm:
+            result = self._landmarker.detect(image)
+        else:  # the first inference logs its delegate set-up from C++
+            with filtered_native_stderr():
+                result = self._landmarker.detect(image)
+            self._warm = True
         faces = []
         for points, shapes in zip(result.face_landmarks, result.face_blendshapes):
             names = tuple(c.category_name for c in shapes)

@@ -12,6 +12,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from fedbench.faces.native_logs import filtered_native_stderr
+
 Runtime = Literal["openvino", "reference"]
 
 
@@ -41,8 +43,9 @@ class LiteRtNetwork:
     def __init__(self, path: Path, threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._it = Interpreter(model_path=str(path), num_threads=threads)
-        self._it.allocate_tensors()
+        with filtered_native_stderr():  # LiteRT announces its XNNPACK delegate at every load
+            self._it = Interpreter(model_path=str(path), num_threads=threads)
+            self._it.allocate_tensors()
         self._in = self._it.get_input_details()[0]["index"]
         self._out = self._it.get_output_details()[0]["index"]
 
