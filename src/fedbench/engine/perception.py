@@ -10,6 +10,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 from pathlib import Path
 
 from fedbench.data.images import ImageReadError, decode_image
+from fedbench.engine.stage import Stage
 from fedbench.faces.perception import ImageFeatures, PerceptionConfig, Perceiver
 from fedbench.store.features import FeatureCache, content_key, signature_hash
 
@@ -43,4 +44,16 @@ class CachedPerceiver:
         self.cache.close()
 
 
-__all__ = ["CachedPerceiver", "ImageReadError"]
+
+
+class PerceivingStage(Stage):
+    """A stage that perceives images: the backbones load once per worker, features go to the build's cache."""
+
+    def setup(self) -> None:
+        self.perception = CachedPerceiver(self.work / "features.sqlite")
+
+    def teardown(self) -> None:
+        self.perception.close()
+
+
+__all__ = ["CachedPerceiver", "ImageReadError", "PerceivingStage"]

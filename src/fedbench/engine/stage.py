@@ -57,10 +57,3 @@ class Stage(ABC):
 def short_hash(*parts: object, n: int = 10) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:n]
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fedbench.engine.perception import CachedPerceiver, ImageReadError
-from fedbench.engine.stage import Outcome, Record, Rejected, Stage
+from fedbench.engine.perception import ImageReadError, PerceivingStage
+from fedbench.engine.stage import Outcome, Record, Rejected
 from fedbench.faces.geometry import box_area
 
 _CHEEK_R, _CHEEK_L, _FOREHEAD, _CHIN = 234, 454, 10, 152
@@ -37,14 +37,8 @@ def head_pose(landmarks: np.ndarray, size: tuple[int, int]) -> tuple[float, floa
     return yaw, pitch, roll
 
 
-class FaceFilter(Stage):
+class FaceFilter(PerceivingStage):
     name = "face"
-
-    def setup(self) -> None:
-        self.perception = CachedPerceiver(self.work / "features.sqlite")
-
-    def teardown(self) -> None:
-        self.perception.close()
 
     def process(self, record: Record) -> Outcome:
         cfg = self.config.face

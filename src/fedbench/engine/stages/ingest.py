@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from fedbench.data.images import ImageReadError, decode_image
-from fedbench.engine.stage import Outcome, Record, Rejected, Stage, file_sha256, short_hash
+from fedbench.engine.stage import Outcome, Record, Rejected, Stage, short_hash
+from fedbench.models.store import sha256_of
 
 
 def phash(rgb: np.ndarray) -> int:
@@ -69,7 +70,7 @@ class Ingest(Stage):
             rgb = decode_image(data, self.config.ingest.max_side).rgb
         except (OSError, ImageReadError) as exc:
             return Rejected(f"{path.name}: {exc}")
-        return [{"id": record["id"], "origin": str(path), "image": str(path), "sha256": file_sha256(path),
+        return [{"id": record["id"], "origin": str(path), "image": str(path), "sha256": sha256_of(path),
                  "phash": f"{phash(rgb):016x}", "size": [rgb.shape[1], rgb.shape[0]]}]
 
     def _video(self, record: Record, path: Path) -> Outcome:
@@ -105,7 +106,7 @@ class Ingest(Stage):
                             cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
                             os.replace(tmp, dest)
                             frames.append({"id": fid, "origin": f"{path}#t={index / fps:.2f}s", "image": str(dest),
-                                           "sha256": file_sha256(dest), "phash": f"{h:016x}",
+                                           "sha256": sha256_of(dest), "phash": f"{h:016x}",
                                            "size": [rgb.shape[1], rgb.shape[0]]})
                 index += 1
         finally:

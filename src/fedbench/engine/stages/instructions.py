@@ -15,7 +15,7 @@ ACTIONS: dict[str, list[list[str]]] = {
     "happy": [["pull the lip corners up into a smile", "smile so the corners of the mouth turn up",
                "turn the lip corners up in a broad smile"],
               ["raise the cheeks", "lift the cheeks"]],
-    "sad": [["lower the lip corners", "pull the corners of the mouth down", "let the lip corners droop"],
+    "sad": [["lower the lip corners", "pull down the corners of the mouth", "let the lip corners droop"],
             ["raise the inner corners of the eyebrows", "lift the inner brows"]],
     "surprise": [["raise the eyebrows high", "lift the eyebrows"],
                  ["widen the eyes", "open the eyes wide"],

@@ -7,19 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fedbench.engine.perception import CachedPerceiver, ImageReadError
-from fedbench.engine.stage import Outcome, Record, Rejected, Stage
+from fedbench.engine.perception import ImageReadError, PerceivingStage
+from fedbench.engine.stage import Outcome, Record, Rejected
 from fedbench.labels import EXPRESSIONS
 
 
-class SourceLabel(Stage):
+class SourceLabel(PerceivingStage):
     name = "label"
-
-    def setup(self) -> None:
-        self.perception = CachedPerceiver(self.work / "features.sqlite")
-
-    def teardown(self) -> None:
-        self.perception.close()
 
     def process(self, record: Record) -> Outcome:
         cfg = self.config.label

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedbench.engine.perception import CachedPerceiver, ImageReadError
-from fedbench.engine.stage import Outcome, Record, Rejected, Stage
+from fedbench.engine.perception import ImageReadError, PerceivingStage
+from fedbench.engine.stage import Outcome, Record, Rejected
 from fedbench.metrics.alignment import action_alignment, alignment, emotion_alignment
 from fedbench.metrics.fedscore import background_ssim
 from fedbench.metrics.fidelity import cosine, fidelity, identity_score, quality_score
@@ -18,14 +18,8 @@ from fedbench.metrics.lexicon import parse_actions
 from fedbench.metrics.reg import expression_gain, expression_vector
 
 
-class Verify(Stage):
+class Verify(PerceivingStage):
     name = "verify"
-
-    def setup(self) -> None:
-        self.perception = CachedPerceiver(self.work / "features.sqlite")
-
-    def teardown(self) -> None:
-        self.perception.close()
 
     def _checks(self, record: Record, s_feats, s_rgb, path: Path) -> tuple[dict[str, float | None], str | None]:
         try:
