@@ -159,6 +159,7 @@ def eval_(
     resume: bool = typer.Option(False, "--resume", help="continue a run folder: generate only what is missing"),
     overwrite: bool = typer.Option(False, "--overwrite", help="discard what the run folder holds and start again"),
     limit: Optional[int] = typer.Option(None, help="only the first N triplets (a quick try)"),
+    jobs: int = typer.Option(1, help="requests at once, for editors that allow it (HTTP APIs, commands)"),
     columns: Optional[str] = typer.Option(None, help="map fields to your columns: source=img,target=emotion"),
     allow_outside: bool = typer.Option(False, "--allow-outside", help="let paths leave the manifest's folder"),
     workers: Optional[int] = typer.Option(None, help="scoring processes (default: one per core)"),
@@ -172,7 +173,7 @@ def eval_(
     try:
         result = evaluate(editor, benchmark, out, editor_args=parse_editor_args(editor_arg), seed=seed,
                           resume=resume, overwrite=overwrite, columns=parse_columns(columns),
-                          allow_outside=allow_outside, limit=limit, workers=workers, cache_path=cache,
+                          allow_outside=allow_outside, limit=limit, jobs=jobs, workers=workers, cache_path=cache,
                           console=err, version=fedscore_version)
     except (ManifestError, EditorConfigError, RunFolderError, ValueError) as exc:
         err.print(f"[red]error[/] {exc}")

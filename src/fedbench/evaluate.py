@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,49 +126,72 @@ def _run_one(editor: Editor, request: EditRequest) -> tuple[EditResult, float]:
     return result, time.perf_counter() - t0
 
 
+def _request(t: Any, seed: int, editor: Editor) -> EditRequest:
+    return EditRequest(
+        sample_id=t.id, source=t.source, instruction=t.instruction, target=t.target, seed=seed,
+        source_expression=t.source_expression, ground_truth=t.ground_truth if editor.reads_ground_truth else None,
+    )
+
+
 def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: Manifest, out: Path,
-             progress: bool = True, console: Console | None = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Generate every missing image of `manifest` into out/generated; returns the compacted log."""
+             progress: bool = True, console: Console | None = None,
+             jobs: int = 1) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Generate every missing image of `manifest` into out/generated; returns the compacted log.
+
+    `jobs` > 1 sends that many requests at once to editors that allow it (`thread_safe`: HTTP APIs,
+    external commands); rows are logged as they finish and put back in manifest order at the end.
+    """
     console = console or Console(stderr=True)
     log_path = out / "generations.jsonl"
     previous = {r["id"]: r for r in read_rows(log_path)}
     libraries = _library_versions(editor)
     counts = {"reused": 0, "generated": 0, "failed": 0, "refused": 0}
+    todo = []
+    for t in manifest:
+        seed = sample_seed(config.seed, t.id)
+        key = generation_key(config.name, config_hash, seed, t.id)
+        image = out / GENERATED / f"{t.id}.png"
+        if editor.cacheable and t.id in previous and _reusable(previous[t.id], key, image):
+            counts["reused"] += 1
+        else:
+            image.unlink(missing_ok=True)  # never score a stale image beside a new status
+            todo.append((t, seed, key, image))
+
+    def finish(item: tuple[Any, int, str, Path], result: EditResult, seconds: float) -> dict[str, Any]:
+        t, seed, key, image = item
+        row: dict[str, Any] = {
+            "id": t.id, "key": key, "editor": config.name, "adapter": config.adapter,
+            "editor_version": editor.version, "config_hash": config_hash, "seed": seed,
+            "params": editor.params, "status": result.status.value, "reason": result.reason,
+            "seconds": round(seconds, 4), "details": result.details, "libraries": libraries,
+            "reads_ground_truth": editor.reads_ground_truth, "image": None, "sha256": None,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if result.status == EditStatus.OK:
+            data = _png_bytes(result.image)
+            _write_atomic(image, data)  # the image first: a row never points at a missing file
+            row.update(image=f"{GENERATED}/{image.name}", sha256=hashlib.sha256(data).hexdigest(),
+                       size=[int(result.image.shape[1]), int(result.image.shape[0])])
+            counts["generated"] += 1
+        else:
+            counts["failed" if result.status == EditStatus.FAILED else "refused"] += 1
+        return row
+
     with Journal(log_path) as log, _progress(progress, console) as bar:
-        task = bar.add_task(f"generating ({config.name})", total=len(manifest)) if bar else None
-        for t in manifest:
-            seed = sample_seed(config.seed, t.id)
-            key = generation_key(config.name, config_hash, seed, t.id)
-            image = out / GENERATED / f"{t.id}.png"
-            if editor.cacheable and t.id in previous and _reusable(previous[t.id], key, image):
-                counts["reused"] += 1
-            else:
-                image.unlink(missing_ok=True)  # never score a stale image beside a new status
-                request = EditRequest(
-                    sample_id=t.id, source=t.source, instruction=t.instruction, target=t.target, seed=seed,
-                    source_expression=t.source_expression,
-                    ground_truth=t.ground_truth if editor.reads_ground_truth else None,
-                )
-                result, seconds = _run_one(editor, request)
-                row: dict[str, Any] = {
-                    "id": t.id, "key": key, "editor": config.name, "adapter": config.adapter,
-                    "editor_version": editor.version, "config_hash": config_hash, "seed": seed,
-                    "params": editor.params, "status": result.status.value, "reason": result.reason,
-                    "seconds": round(seconds, 4), "details": result.details, "libraries": libraries,
-                    "reads_ground_truth": editor.reads_ground_truth, "image": None, "sha256": None,
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                }
-                if result.status == EditStatus.OK:
-                    data = _png_bytes(result.image)
-                    _write_atomic(image, data)  # the image first: a row never points at a missing file
-                    row.update(image=f"{GENERATED}/{image.name}", sha256=hashlib.sha256(data).hexdigest(),
-                               size=[int(result.image.shape[1]), int(result.image.shape[0])])
-                    counts["generated"] += 1
-                else:
-                    counts["failed" if result.status == EditStatus.FAILED else "refused"] += 1
-                log.append(row)
-            if bar:
-                bar.advance(task)
+        task = bar.add_task(f"generating ({config.name})", total=len(manifest),
+                            completed=counts["reused"]) if bar else None
+        if jobs > 1 and editor.thread_safe:
+            with ThreadPoolExecutor(jobs) as pool:
+                futures = {pool.submit(_run_one, editor, _request(item[0], item[1], editor)): item for item in todo}
+                for future in as_completed(futures):
+                    log.append(finish(futures[future], *future.result()))
+                    if bar:
+                        bar.advance(task)
+        else:
+            for item in todo:
+                log.append(finish(item, *_run_one(editor, _request(item[0], item[1], editor))))
+                if bar:
+                    bar.advance(task)
     rows = compact(log_path, [t.id for t in manifest])
     return rows, counts
 
@@ -184,6 +208,7 @@ def evaluate(
     columns: dict[str, str] | None = None,
     allow_outside: bool = False,
     limit: int | None = None,
+    jobs: int = 1,
     workers: int | None = None,
     cache_path: str | Path | None = None,
     perception: PerceptionConfig | None = None,
@@ -215,7 +240,7 @@ def evaluate(
         except Exception as exc:  # e.g. DiffusersLoadError: the whole run cannot go on
             raise EditorConfigError(f"editor {config.name!r} ({config.adapter}) cannot load: {exc}") from exc
         t0 = time.perf_counter()
-        rows, counts = generate(instance, config, config_hash, manifest, out, progress, console)
+        rows, counts = generate(instance, config, config_hash, manifest, out, progress, console, jobs)
         generation_s = time.perf_counter() - t0
     finally:
         instance.close()  # free the editor (GPU memory, sessions) before scoring starts its workers

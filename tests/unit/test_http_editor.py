@@ -370,3 +370,28 @@ def test_retry_after_parsing() -> None:
     assert _retry_after_seconds("0.5") == 0.5
     assert _retry_after_seconds(None) is None and _retry_after_seconds("soon") is None
     assert _retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+
+
+def test_eval_generation_sends_requests_at_once_with_jobs(api: FakeImagesAPI, key: str, tmp_path: Path) -> None:
+    """`fedbench eval --jobs 4`: four requests in flight; the log still ends one row per sample, in order."""
+    from fedbench.data.manifest import read_manifest
+    from fedbench.editors.config import EditorConfig, resolved_hash
+    from fedbench.evaluate import GENERATED, generate
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"s{i}.png")
+        rows.append({"id": f"s{i}", "source": f"s{i}.png", "instruction": "smile", "target": "happy",
+                     "ground_truth": f"s{i}.png"})
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manifest = read_manifest(tmp_path / "m.jsonl")
+    api.default = Step(sleep_s=0.5)
+    config = EditorConfig(name="api", adapter="openai-images")
+    with _editor(api) as editor:
+        out = tmp_path / "run"
+        (out / GENERATED).mkdir(parents=True)
+        log, counts = generate(editor, config, resolved_hash(config, editor), manifest, out, progress=False, jobs=4)
+    assert counts["generated"] == 8 and [r["id"] for r in log] == [f"s{i}" for i in range(8)]
+    arrivals = sorted(s.at for s in api.posts())
+    assert arrivals[3] - arrivals[0] < 0.5  # the first four arrived while the first was still being answered

@@ -80,6 +80,7 @@ class Editor(ABC):
     description: ClassVar[str] = ""
     reads_ground_truth: ClassVar[bool] = False  # probes only: marked in provenance
     cacheable: ClassVar[bool] = True  # False: re-run on every eval (cheap, and its inputs may change)
+    thread_safe: ClassVar[bool] = False  # True: `eval --jobs N` may call edit() from N threads at once
 
     def __init__(self, **params: Any) -> None:
         self.params = params

@@ -27,6 +27,7 @@ _PLACEHOLDERS = ("input", "output", "instruction", "target", "source_expression"
 
 class CommandEditor(Editor):
     description = "an external program with {input} {output} {instruction} {seed} placeholders"
+    thread_safe = True  # each call is independent (its own request, process or file)
 
     def __init__(self, command: str | list[str], timeout_s: float = 600.0, env: dict[str, str] | None = None,
                  refusal_exit_code: int | None = None, cwd: str | None = None) -> None:

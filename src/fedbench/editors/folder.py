@@ -15,6 +15,7 @@ from fedbench.scoring.edits import EDIT_EXTENSIONS
 
 class FolderEditor(Editor):
     description = "images already generated elsewhere: <path>/<id>.<ext>"
+    thread_safe = True  # each call is independent (its own request, process or file)
     cacheable = False  # the folder may change between runs; reading it again is cheap
 
     def __init__(self, path: str) -> None:

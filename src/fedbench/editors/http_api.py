@@ -136,6 +136,7 @@ class OpenAIImagesEditor(Editor):
     """
 
     description = "an OpenAI-compatible image-edit HTTP endpoint (POST {base_url}/images/edits)"
+    thread_safe = True  # each call is independent (its own request, process or file)
     version = "1"
 
     def __init__(self, base_url: str = "https://api.openai.com/v1", model: str = "gpt-image-1",
