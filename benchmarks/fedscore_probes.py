@@ -1,61 +1,70 @@
-"""Probe study on the shared blend triplets, for FED-Score 1.0 and 1.1 side by side.
+"""Probe study on the shared blend triplets, through `fedbench.meta` (the same code as `fedbench meta`).
 
-    .venv/bin/python benchmarks/fedscore_probes.py [--fixtures ../shared/fixtures/pixelsmile]
+    .venv/bin/python benchmarks/fedscore_probes.py [--fixtures ../shared/fixtures/pixelsmile] [--full]
 
-Prints, per version: how often the oracle (E = G) has the highest FED of {oracle, lazy, S + 0.5(G-S),
-S + 2(G-S)}, how often REG(k=1) beats both k=0.5 and k=2, and the mean FED of each probe.
-These are the numbers docs/fedscore.md quotes for the 1.1 change.
+Prints, for FED-Score 1.0, 1.1 and 1.2: how often the oracle (E = G) has the highest FED of {oracle,
+lazy, S + 0.5(G-S), S + 0.75(G-S), S + 2(G-S)}, how often REG(k=1) beats both k=0.5 and k=2, and the
+mean FED of each probe over the triplets with a measurable change. These are the numbers
+docs/fedscore.md quotes for the 1.1 and 1.2 changes. `--full` also runs the whole meta-evaluation (every probe, the sequences, the
+recogniser) for the current version and prints its checks: the numbers docs/meta.md quotes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from fedbench.data.manifest import read_manifest
-from fedbench.editors.probes import pixel_blend_files
-from fedbench.scoring.runner import score
+from fedbench.meta import MetaOptions, default_probes, run_meta
 
-PROBES = ("oracle", "lazy", "k0.5", "k2")
+PROBES = ("oracle", "lazy", "blend-0.5", "blend-0.75", "blend-2")
 
 
-def make_probes(manifest, base: Path) -> None:
-    for probe in PROBES:
-        (base / probe).mkdir(parents=True)
-        for t in manifest:
-            if probe == "oracle":
-                shutil.copy(t.ground_truth, base / probe / f"{t.id}.jpg")
-            elif probe == "lazy":
-                shutil.copy(t.source, base / probe / f"{t.id}.jpg")
-            else:
-                pixel_blend_files(t.source, t.ground_truth, float(probe[1:]), base / probe / f"{t.id}.png")
+def _rows(out: Path) -> dict[str, dict[str, dict]]:
+    rows: dict[str, dict[str, dict]] = {}
+    for line in (out / "samples.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "probe" in r:
+            rows.setdefault(r["probe"], {})[r["triplet"]] = r
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixtures", type=Path, default=Path(__file__).resolve().parents[2] / "shared/fixtures/pixelsmile")
+    parser.add_argument("--full", action="store_true", help="also the whole meta-evaluation (current version)")
     args = parser.parse_args()
-    manifest = read_manifest(args.fixtures / "triplets.jsonl")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        make_probes(manifest, base)
-        for version in ("1.0", "1.1"):
-            rows = {p: {r["id"]: r for r in score(manifest, base / p, cache_path=base / "c.sqlite",
-                                                   version=version).samples} for p in PROBES}
+        for version in ("1.0", "1.1", "1.2"):
+            out = base / f"v{version}"
+            run_meta(MetaOptions(benchmark=args.fixtures / "triplets.jsonl", out=out, cache_path=base / "c.sqlite",
+                                 probes=default_probes(blend_ks=(0.5, 0.75, 2.0), warp_strengths=()),
+                                 fedscore_version=version, plots=False))
+            rows = _rows(out)
             ids = [i for i, r in rows["oracle"].items() if r["status"] == "ok"]
             first = sum(rows["oracle"][i]["fed"] > max(rows[p][i]["fed"] for p in PROBES[1:]) for i in ids)
-            reg = sum(rows["oracle"][i]["reg"] > max(rows["k0.5"][i]["reg"], rows["k2"][i]["reg"]) for i in ids)
+            reg = sum(rows["oracle"][i]["reg"] > max(rows["blend-0.5"][i]["reg"], rows["blend-2"][i]["reg"])
+                      for i in ids)
             means = {p: round(float(np.mean([rows[p][i]["fed"] for i in ids])), 2) for p in PROBES}
             results[version] = {"triplets_scored": len(ids), "oracle_first": first, "reg_k1_best": reg,
                                 "mean_fed": means}
             print(f"FED-Score {version}: oracle first on {first}/{len(ids)}, REG(k=1) best on {reg}/{len(ids)}, "
                   f"mean FED {means}")
+        if args.full:
+            meta = run_meta(MetaOptions(benchmark=args.fixtures / "triplets.jsonl",
+                                        sequences=args.fixtures / "sequences.json", out=base / "full",
+                                        cache_path=base / "c.sqlite"))
+            results["full"] = {"checks": meta["checks"], "oracle_first": meta["probes"]["oracle_first"],
+                               "mean_fed": {p: s["overall"]["fed"]["mean"] for p, s in meta["probes"]["probes"].items()},
+                               "bias": {m: {k: v[k] for k in ("most_often_first", "lazy_or_over_edit_above_oracle")}
+                                        for m, v in meta["bias"]["metrics"].items()},
+                               "recogniser": {s: {m: r["per_class"] for m, r in v["by_recogniser"].items()}
+                                              for s, v in meta["recogniser"]["sets"].items()}}
     print(json.dumps(results, indent=2))
 
 

@@ -95,7 +95,7 @@ def score(
     workers: Optional[int] = typer.Option(None, help="processes (default: one per core)"),
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
     runtime: str = typer.Option("openvino", help="SFace runtime: openvino (fast) or reference (OpenCV dnn)"),
-    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.1 or 1.0)"),
+    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
 ) -> None:
     """Score edited images against a benchmark with FED-Score v1."""
     from fedbench.faces.perception import PerceptionConfig
@@ -164,7 +164,7 @@ def eval_(
     allow_outside: bool = typer.Option(False, "--allow-outside", help="let paths leave the manifest's folder"),
     workers: Optional[int] = typer.Option(None, help="scoring processes (default: one per core)"),
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
-    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.1 or 1.0)"),
+    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
 ) -> None:
     """Run an editing model over a benchmark (only what is missing), then score it with FED-Score."""
     from fedbench.editors.config import EditorConfigError, parse_editor_args
@@ -277,6 +277,8 @@ def version() -> None:
 
 # Subcommands that live beside their feature register here (one line each).
 from fedbench.report.cli import register as _register_report; _register_report(app)  # noqa: E402,E702
+from fedbench.meta.cli import register as _register_meta; _register_meta(app)  # noqa: E402,E702
+from fedbench.train.cli import register as _register_train; _register_train(app)  # noqa: E402,E702
 
 
 if __name__ == "__main__":

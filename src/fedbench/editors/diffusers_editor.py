@@ -70,8 +70,10 @@ def _looks_like_hub_id(text: str) -> bool:
 
 
 def _digest_weights(path: Path) -> str:
-    """sha256 (16 hex) of a LoRA file, or of every weight file in a LoRA folder (names and bytes)."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
+    """sha256 (16 hex) of a LoRA file, or of the weight files at the top of a LoRA folder (names and
+    bytes): what `load_lora_weights(folder)` reads. Sub-folders (a trainer's checkpoints and
+    validation copies) do not decide the images, so they do not enter the config hash."""
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()
                                                  and p.suffix in (".safetensors", ".bin", ".pt", ".pth"))
     if not files:
         raise EditorConfigError(f"lora {path}: no .safetensors/.bin weights in it")

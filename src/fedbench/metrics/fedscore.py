@@ -16,14 +16,22 @@ from fedbench.faces.masks import face_mask
 from fedbench.faces.perception import FaceFeatures, ImageFeatures
 from fedbench.labels import EXPRESSIONS, expression_index
 from fedbench.metrics.alignment import action_alignment, action_steps, alignment, emotion_alignment, required_actions
-from fedbench.metrics.fidelity import background_score, cosine, fidelity, identity_score, quality_score
+from fedbench.metrics.fidelity import (
+    background_score, cosine, fidelity, identity_score, quality_score, relative_background,
+)
 from fedbench.metrics.reg import expression_gain, expression_vector, reg_score
 from fedbench.metrics.ssim import ssim_map
 
-FEDSCORE_VERSION = "1.1"
+FEDSCORE_VERSION = "1.2"
 # 1.0: fedscore.md as first written (A_emo = p_t(E), fixed action step, PQ against S).
 # 1.1: Alignment and PQ relative to the ground truth, as ID always was (docs/fedscore.md, "Changes").
-SUPPORTED_VERSIONS = ("1.0", "1.1")
+# 1.2: BG relative to the ground truth's own background change too: every component is then
+#      measured against what G did, and G itself scores 100.
+SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
+
+
+def uses_gt_background(version: str) -> bool:
+    return version not in ("1.0", "1.1")
 BG_LONG_SIDE = 512
 
 # Sample statuses. Dataset errors exclude the sample from every mean (and are listed); edit failures
@@ -81,7 +89,8 @@ def _empty_row(sample_id: str, target: str) -> dict[str, Any]:
     row.update({c: None for c in COMPONENTS})
     row.update(gain=None, off_axis=None, gt_change=None, action_source=None, actions=None,
                p_target_source=None, p_target_edit=None, p_target_gt=None, top_emotion_edit=None,
-               cos_edit_source=None, cos_gt_source=None, quality_source=None, quality_edit=None,
+               cos_edit_source=None, cos_gt_source=None, bg_edit_source=None, bg_gt_source=None,
+               quality_source=None, quality_edit=None,
                faces_source=None, faces_edit=None, faces_gt=None)
     return row
 
@@ -98,11 +107,13 @@ def score_triplet(
     identity_threshold: float,
     version: str = FEDSCORE_VERSION,
     generation: tuple[str, str | None] | None = None,
+    bg_gt: float | None = None,
 ) -> dict[str, Any]:
     """One row of samples.jsonl: every component, the status, and the raw numbers behind them.
 
     `generation` is (status, reason) when an editor run produced no image for this sample
-    ("refused" or "generation_failed"); the edit is then not looked at.
+    ("refused" or "generation_failed"); the edit is then not looked at. `bg_gt` is BG(S, G), which
+    version 1.2 divides the edit's BG by.
     """
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"unknown FED-Score version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
@@ -160,7 +171,8 @@ def score_triplet(
     align = alignment(a_emo, a_act)
     cos_es = cosine(e_face.embedding, s_face.embedding)
     id_s = identity_score(cos_es, cos_gs, identity_threshold)
-    bg = background_ssim(source_rgb, edit_rgb, s_face, e_face)
+    bg_abs = background_ssim(source_rgb, edit_rgb, s_face, e_face)
+    bg = relative_background(bg_abs, bg_gt) if uses_gt_background(version) else bg_abs
     pq = quality_score(e_face.quality, s_face.quality, g_face.quality if relative else None)
     fid = fidelity(id_s, bg, pq)
     gain = expression_gain(e_s, expression_vector(e_face.blendshapes, e_face.emotion), e_g)
@@ -170,6 +182,7 @@ def score_triplet(
         reason="the ground truth shows no measurable expression change" if gain.degenerate else None,
         alignment=_r(align), a_emo=_r(a_emo), a_act=_r(a_act), fidelity=_r(fid), id_score=_r(id_s),
         bg=_r(bg), pq=_r(pq), reg=_r(reg), gain=_r(gain.gain), off_axis=_r(gain.off_axis),
+        bg_edit_source=_r(bg_abs), bg_gt_source=_r(bg_gt),
         fed=_r(fed_score(align, fid, reg)), p_target_edit=_r(e_face.emotion[t]),
         top_emotion_edit=EXPRESSIONS[int(np.argmax(e_face.emotion))], cos_edit_source=_r(cos_es),
         quality_edit=_r(e_face.quality),

@@ -29,6 +29,18 @@ def background_score(ssim: np.ndarray, background: np.ndarray) -> float | None:
     return float(np.clip(ssim[background].mean(), 0.0, 1.0))
 
 
+BG_REFERENCE_FLOOR = 0.5  # a ground truth that re-renders more of the background than this sets no bar
+
+
+def relative_background(bg_edit: float | None, bg_gt: float | None) -> float | None:
+    """BG (v1.2) = min(1, BG(S,E) / max(BG(S,G), 0.5)): an edit that keeps the background as well as the
+    ground truth did scores 1; the floor keeps a ground truth that redraws everything from excusing
+    an edit that does the same."""
+    if bg_edit is None or bg_gt is None:
+        return bg_edit
+    return float(min(1.0, bg_edit / max(bg_gt, BG_REFERENCE_FLOOR)))
+
+
 def quality_score(q_edit: float, q_source: float, q_gt: float | None = None) -> float:
     """PQ = min(1, q(E) / q(S)) (v1.0), or min(1, q(E) / min(q(S), q(G))) (v1.1): an expression change
     can itself lower the high-frequency energy (a closed mouth hides teeth), and G sets what is fine."""

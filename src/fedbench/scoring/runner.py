@@ -159,6 +159,7 @@ def score(
         tasks = [
             {
                 "id": t.id, "target": t.target, "instruction": t.instruction, "source": str(t.source),
+                "ground_truth": str(t.ground_truth),
                 "source_key": ref_info[str(t.source)][0], "source_problem": ref_info[str(t.source)][1],
                 "gt_key": ref_info[str(t.ground_truth)][0], "gt_problem": ref_info[str(t.ground_truth)][1],
                 "edit": None if edit_paths[t.id] is None else str(edit_paths[t.id]),
@@ -170,11 +171,11 @@ def score(
         edit_task = bar.add_task("edits", total=len(tasks)) if bar else None
         partial = out_dir / "samples.jsonl.partial" if out_dir else None
         with (open(partial, "w", encoding="utf-8") if partial else nullcontext()) as fh, _BatchedWrites(cache) as writes:
-            for row, blob in _advance(bar, edit_task, pmap(worker.score_sample, tasks, 2)):
+            for row, blobs in _advance(bar, edit_task, pmap(worker.score_sample, tasks, 2)):
                 rows.append(row)
                 if fh:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                if blob is not None:
+                for blob in blobs:
                     writes.add(blob)
         timings["edits_s"] = time.perf_counter() - t2
     cache.close()

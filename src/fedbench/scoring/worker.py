@@ -17,7 +17,8 @@ import numpy as np
 
 from fedbench.data.images import ImageReadError, decode_image
 from fedbench.faces.perception import ImageFeatures, PerceptionConfig, Perceiver
-from fedbench.metrics.fedscore import ImageOutcome, score_triplet
+from fedbench.metrics.fedscore import ImageOutcome, background_ssim, score_triplet, uses_gt_background
+from fedbench.store.features import pack_optional_float, unpack_optional_float
 from fedbench.store.features import FeatureCache, content_key, signature_hash
 
 
@@ -126,12 +127,28 @@ def _load_reference(key: str | None, problem: str | None) -> ImageOutcome:
     return ImageOutcome(features)
 
 
-def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes] | None]:
+def _ground_truth_background(task: dict[str, Any], source: ImageOutcome, gt: ImageOutcome,
+                             source_rgb: np.ndarray) -> tuple[float | None, tuple[str, bytes] | None]:
+    """BG(S, G): how much the ground truth itself changed the background (FED-Score 1.2 divides by it).
+    One value per (source, ground truth) pair, kept in the feature cache beside the image features."""
+    st = _state()
+    key = f"bg-pair:{task['source_key']}:{task['gt_key']}"
+    cached = st.cache.get_raw(key)
+    if cached is not None:
+        return unpack_optional_float(cached), None
+    s_face = source.features.faces[0]
+    g_face = gt.features.primary(s_face.box)
+    gt_rgb = decode_image(_read(Path(task["ground_truth"])), st.perceiver.config.max_side).rgb
+    value = background_ssim(source_rgb, gt_rgb, s_face, g_face)
+    return value, (key, pack_optional_float(value))
+
+
+def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
     """Phase 2: perceive the edit, then every FED-Score component of one triplet."""
     st = _state()
     source = _load_reference(task["source_key"], task["source_problem"])
     gt = _load_reference(task["gt_key"], task["gt_problem"])
-    new_blob = None
+    new_blobs: list[tuple[str, bytes]] = []
     edit_rgb = source_rgb = None
     generation = task.get("generation")
     if task["edit"] is None or generation is not None:
@@ -141,14 +158,25 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, bytes
         edit = ImageOutcome(p.features, p.problem)
         edit_rgb = p.rgb
         if p.blob is not None and p.key is not None:
-            new_blob = (p.key, p.blob)
+            new_blobs.append((p.key, p.blob))
     if edit.features is not None and edit.features.faces and source.features is not None:
         try:
             source_rgb = _source_rgb(task["source"], task["source_key"], st.perceiver.config.max_side)
         except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
             source = ImageOutcome(None, f"source became unreadable: {exc}")
+    bg_gt = None
+    if (source_rgb is not None and uses_gt_background(task["version"]) and gt.features is not None
+            and gt.features.faces):
+        try:
+            bg_gt, blob = _ground_truth_background(task, source, gt, source_rgb)
+        except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
+            gt = ImageOutcome(None, f"ground truth became unreadable: {exc}")
+        else:
+            if blob is not None:
+                new_blobs.append(blob)
     row = score_triplet(
         task["id"], task["target"], task["instruction"], source, gt, edit, source_rgb, edit_rgb,
         st.perceiver.identity_threshold, task["version"], None if generation is None else tuple(generation),
+        bg_gt=bg_gt,
     )
-    return row, new_blob
+    return row, new_blobs

@@ -8,7 +8,9 @@ by every other model scored on the same benchmark.
 from __future__ import annotations
 
 import hashlib
+import math
 import sqlite3
+import struct
 from pathlib import Path
 
 from fedbench.faces.perception import ImageFeatures
@@ -16,6 +18,15 @@ from fedbench.faces.perception import ImageFeatures
 
 def content_key(data: bytes, signature_hash: str) -> str:
     return hashlib.sha256(data).hexdigest() + ":" + signature_hash
+
+
+def pack_optional_float(value: float | None) -> bytes:
+    return struct.pack("<d", math.nan if value is None else value)
+
+
+def unpack_optional_float(blob: bytes) -> float | None:
+    (value,) = struct.unpack("<d", blob)
+    return None if math.isnan(value) else value
 
 
 def signature_hash(signature: str) -> str:
@@ -38,6 +49,11 @@ class FeatureCache:
     def get(self, key: str) -> ImageFeatures | None:
         row = self._db.execute("SELECT blob FROM features WHERE key = ?", (key,)).fetchone()
         return None if row is None else ImageFeatures.from_bytes(row[0])
+
+    def get_raw(self, key: str) -> bytes | None:
+        """A value that is not an image's features (a pair's background SSIM, say)."""
+        row = self._db.execute("SELECT blob FROM features WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def has(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM features WHERE key = ?", (key,)).fetchone() is not None

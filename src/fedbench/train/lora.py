@@ -1,0 +1,727 @@
+"""`fedbench train diffusers-lora`: LoRA on the UNet of an InstructPix2Pix-style pipeline.
+
+The objective is InstructPix2Pix's (Brooks et al. 2023; diffusers' train_instruct_pix2pix.py): the
+ground truth G is encoded to latents z (scaled), noised at a random timestep, and the UNet predicts
+the noise (or the velocity, following the scheduler's `prediction_type`) from
+[noisy z, latents of the source S] (the source latents unscaled, as the pipeline feeds them) and the
+text embedding of the instruction. Conditioning dropout (per sample: text only, image only, or both
+dropped, each with probability p) trains the unconditional branches that classifier-free guidance
+uses at inference.
+
+What the libraries do, they do here: peft injects and saves the adapter; accelerate handles the
+device, mixed precision (bf16/fp16 autocast on CUDA; fp32 on the CPU), gradient accumulation,
+gradient clipping, trackers, and the resumable state (optimizer, LR scheduler, micro-step counter,
+RNG states, plus our sampling generator); diffusers provides the noise scheduler, the LR schedules,
+`cast_training_params` and the LoRA file format (`save_lora_weights`).
+
+Output folder:
+    pytorch_lora_weights.safetensors   the adapter; loads with the `diffusers` editor's `lora` param
+    training.json                      config, data sha256, seeds, versions, steps, last losses
+    train_log.csv                      one row per optimizer step
+    validation.csv                     FED-Score of each validation pass (when there is one)
+    checkpoints/step-NNNNNN/           resumable state (`--resume` continues the latest)
+    validation/step-NNNNNN/            the LoRA at that step and its `fedbench eval` run folder
+    logs/                              TensorBoard events, when tensorboard is installed
+
+Determinism: the data order of epoch e is a permutation drawn from (seed, e), and every random draw
+of the loop (noise, timesteps, VAE sample, dropout, flips) comes from one CPU generator that is
+saved in each checkpoint, so a resumed run on the CPU continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from rich.console import Console
+
+from fedbench.data.manifest import Manifest, Triplet
+from fedbench.train.data import load_training_manifest, sha256_file
+
+TRAINER = "fedbench train diffusers-lora"
+TRAINER_VERSION = "1"
+LORA_FILE = "pytorch_lora_weights.safetensors"
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+DEFAULT_TARGET_MODULES: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+# Settings a resumed run must share with the run it continues (others, like max_steps, may change).
+_RESUME_KEYS = ("base", "pipeline", "data_sha256", "resolution", "batch_size", "grad_accum", "lr", "lr_scheduler",
+                "warmup_steps", "rank", "alpha", "target_modules", "conditioning_dropout", "seed", "random_flip",
+                "prompt_template", "mixed_precision", "val_ids")
+
+
+class LoraTrainError(ValueError):
+    """A setup problem (bad base model, bad data, a run folder that does not match): nothing trained."""
+
+
+@dataclass
+class LoraTrainConfig:
+    base: str  # hub id or local folder of an InstructPix2Pix-style diffusers pipeline
+    data: Path
+    out: Path
+    pipeline: str | None = None  # pipeline class name for validation (default: the model's own)
+    val_data: Path | None = None  # held-out triplets; default: `val_size` rows held out of `data`
+    val_size: int = 4
+    val_every: int = 0  # optimizer steps between validation passes; 0: only after the last step
+    val_at_start: bool = False  # also validate the base model (step 0)
+    val_steps: int = 20  # inference steps of the validation generations
+    val_resolution: int | None = None  # default: `resolution`
+    resolution: int = 256
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_steps: int = 1000
+    lr: float = 1e-4
+    lr_scheduler: str = "constant"  # any diffusers.optimization schedule name
+    warmup_steps: int = 0
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    rank: int = 16
+    alpha: float | None = None  # default: rank (scale 1)
+    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES
+    conditioning_dropout: float = 0.05
+    mixed_precision: str = "auto"  # auto: bf16 (else fp16) on CUDA, no (fp32) on the CPU
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    seed: int = 0
+    random_flip: bool = True  # mirror S and G together (an expression edit is symmetric)
+    prompt_template: str = "{instruction}"  # the editor must use the same one at inference
+    device: str = "auto"  # auto | cpu | cuda
+    dataloader_workers: int = 0
+    load_kwargs: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, str] | None = None
+    allow_outside: bool = False
+    resume: bool = False
+    overwrite: bool = False
+    score_workers: int | None = None
+    cache_path: Path | None = None
+    progress: bool = True
+
+
+@dataclass
+class LoraTrainResult:
+    out: Path
+    lora: Path
+    steps: int
+    resumed_from: int
+    losses: list[float]
+    validation: list[dict[str, Any]]
+    seconds: float
+    steps_per_s: float
+    peak_memory_mb: float | None
+    meta: dict[str, Any]
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+def split_validation(triplets: Sequence[Triplet], n: int, seed: int) -> tuple[list[Triplet], list[Triplet], str]:
+    """(train, val, how): about `n` rows held out: whole identities when every row names one, there
+    are at least two and some fit in max(n, half the rows) (a validation face never seen in
+    training); else rows, spread over targets."""
+    if n <= 0:
+        return list(triplets), [], "none"
+    if n >= len(triplets):
+        raise LoraTrainError(f"--val-size {n} leaves no training data ({len(triplets)} rows)")
+    rng = np.random.default_rng(seed)
+    ids = [t.identity for t in triplets]
+    if all(ids) and len(set(ids)) >= 2:
+        counts = Counter(ids)
+        order = sorted(counts)
+        rng.shuffle(order)
+        cap = max(n, len(triplets) // 2)  # one big identity must not take most of the training data
+        held: set[str] = set()
+        held_n = 0
+        for ident in order:
+            if held_n >= n:
+                break
+            if held_n + counts[ident] <= cap and len(held) < len(counts) - 1:
+                held.add(ident)
+                held_n += counts[ident]
+        if held:
+            val = [t for t in triplets if t.identity in held]
+            return [t for t in triplets if t.identity not in held], val, f"identity ({len(held)} held out)"
+    by_target: dict[str, list[int]] = {}
+    for i, t in enumerate(triplets):
+        by_target.setdefault(t.target, []).append(i)
+    queues = {k: list(rng.permutation(v)) for k, v in sorted(by_target.items())}
+    picked: list[int] = []
+    while len(picked) < n:  # round-robin over targets
+        for k in queues:
+            if queues[k] and len(picked) < n:
+                picked.append(int(queues[k].pop()))
+    chosen = set(picked)
+    return ([t for i, t in enumerate(triplets) if i not in chosen], [t for i, t in enumerate(triplets) if i in chosen],
+            "rows (stratified by target)")
+
+
+def _square(img: Any, size: int) -> Any:
+    """Centre-crop to a square, resize to size x size (both images of a pair get the same treatment)."""
+    from PIL import Image
+
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return img.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
+
+
+class PairDataset:
+    """(source, ground truth, prompt) as tensors in [-1, 1], C x H x W. Decoding is lazy: a training
+    set of 20k pairs does not sit in memory."""
+
+    def __init__(self, triplets: Sequence[Triplet], resolution: int, template: str) -> None:
+        self.triplets = list(triplets)
+        self.resolution = resolution
+        self.template = template
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def prompt(self, t: Triplet) -> str:
+        return self.template.format(instruction=t.instruction, target=t.target,
+                                    source_expression=t.source_expression or "")
+
+    def _tensor(self, path: Path, row: Triplet) -> Any:
+        import torch
+        from PIL import Image
+
+        from fedbench.editors.base import decode_full
+
+        try:
+            rgb = decode_full(path.read_bytes())
+        except Exception as exc:
+            raise LoraTrainError(f"row {row.row} ({row.id}): cannot read {path}: {exc}") from exc
+        arr = np.asarray(_square(Image.fromarray(rgb), self.resolution), dtype=np.float32)
+        return torch.from_numpy(arr / 127.5 - 1.0).permute(2, 0, 1).contiguous()
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        t = self.triplets[i]
+        return {"source": self._tensor(t.source, t), "target": self._tensor(t.ground_truth, t), "prompt": self.prompt(t)}
+
+
+def check_images(triplets: Sequence[Triplet]) -> tuple[list[Triplet], Counter, list[dict[str, Any]]]:
+    """Rows whose source or ground truth is not a readable image are skipped with a counted reason
+    (header check: cheap for 20k rows; a file that fails later still names its row)."""
+    from PIL import Image
+
+    keep: list[Triplet] = []
+    skipped: Counter = Counter()
+    rows: list[dict[str, Any]] = []
+    for t in triplets:
+        reason = None
+        for what, path in (("source", t.source), ("ground_truth", t.ground_truth)):
+            try:
+                with Image.open(path) as im:
+                    im.size  # noqa: B018 - reading the header is the check
+            except Exception:
+                reason = f"unreadable_{what}"
+                break
+        if reason:
+            skipped[reason] += 1
+            rows.append({"id": t.id, "row": t.row, "reason": reason})
+        else:
+            keep.append(t)
+    return keep, skipped, rows
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+class SamplingRNG:
+    """The loop's one source of randomness, checkpointed with the run (accelerate calls
+    state_dict / load_state_dict through `register_for_checkpointing`)."""
+
+    def __init__(self, seed: int) -> None:
+        import torch
+
+        self.generator = torch.Generator("cpu").manual_seed(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The data order of one epoch: a pure function of (seed, epoch), so a resumed run sees the same."""
+    import torch
+
+    g = torch.Generator("cpu").manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def resolve_mixed_precision(requested: str, cuda: bool) -> str:
+    if requested not in MIXED_PRECISION:
+        raise LoraTrainError(f"--mixed-precision {requested!r}; expected one of {', '.join(MIXED_PRECISION)}")
+    if not cuda:
+        if requested in ("fp16", "bf16"):
+            raise LoraTrainError(f"--mixed-precision {requested} needs CUDA; on the CPU training runs in fp32 "
+                                 "(--mixed-precision no or auto)")
+        return "no"
+    if requested == "auto":
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return requested
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    folders = sorted(p for p in (out / CHECKPOINTS).glob("step-*") if (p / STATE_FILE).is_file())
+    return folders[-1] if folders else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _truncate_csv(path: Path, max_step: int) -> None:
+    """Drop rows after `max_step` (steps a killed run logged after its last checkpoint: the resumed
+    run does them again)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return
+    keep = [r for r in rows if int(r["step"]) <= max_step]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in ("fedbench", "torch", "diffusers", "transformers", "accelerate", "peft", "safetensors"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+# --- training -------------------------------------------------------------------------------------
+
+def _load_components(cfg: LoraTrainConfig, dtype: Any) -> dict[str, Any]:
+    try:
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+    except ImportError as exc:
+        raise LoraTrainError(f"LoRA training needs the diffusers extra: pip install 'fedbench[diffusers]' ({exc})") from exc
+    kw = dict(cfg.load_kwargs)
+    try:
+        # Loaded straight in the training dtype (the frozen weights' precision): no cast afterwards.
+        unet = UNet2DConditionModel.from_pretrained(cfg.base, subfolder="unet", dtype=dtype, **kw)
+        vae = AutoencoderKL.from_pretrained(cfg.base, subfolder="vae", dtype=dtype, **kw)
+        text_encoder = CLIPTextModel.from_pretrained(cfg.base, subfolder="text_encoder", dtype=dtype, **kw)
+        tokenizer = CLIPTokenizer.from_pretrained(cfg.base, subfolder="tokenizer", **kw)
+        noise_scheduler = DDPMScheduler.from_pretrained(cfg.base, subfolder="scheduler", **kw)
+    except Exception as exc:  # from_pretrained raises many types (OSError, ValueError, HTTP errors)
+        raise LoraTrainError(f"cannot load the InstructPix2Pix components (unet, vae, text_encoder, tokenizer, "
+                             f"scheduler) of {cfg.base!r}: {type(exc).__name__}: {exc}") from exc
+    latent = vae.config.latent_channels
+    if unet.config.in_channels != 2 * latent:
+        raise LoraTrainError(f"{cfg.base}: the UNet takes {unet.config.in_channels} input channels; an "
+                             f"InstructPix2Pix-style UNet takes {2 * latent} (noisy latents + source latents)")
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+            "noise_scheduler": noise_scheduler}
+
+
+def _prepare_out(cfg: LoraTrainConfig, settings: dict[str, Any]) -> Path | None:
+    """Check the run folder; returns the checkpoint to resume from (or None)."""
+    out = cfg.out
+    meta = out / "training.json"
+    if meta.exists() and not cfg.resume:
+        if not cfg.overwrite:
+            raise LoraTrainError(f"{out} already holds a LoRA training run ({meta}); pass --resume to continue "
+                                 "it or --overwrite to start again")
+        for name in (CHECKPOINTS, "validation", "logs"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in (LORA_FILE, "training.json", "train_log.csv", "validation.csv"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        return None
+    if not meta.exists():
+        raise LoraTrainError(f"--resume: {out} holds no training run (no training.json)")
+    old = json.loads(meta.read_text())["settings"]
+    diff = [k for k in _RESUME_KEYS if old.get(k) != settings.get(k)]
+    if diff:
+        shown = "; ".join(f"{k}: {old.get(k)!r} then, {settings.get(k)!r} now" for k in diff)
+        raise LoraTrainError(f"--resume: {out} was trained with other settings ({shown})")
+    ckpt = _latest_checkpoint(out)
+    if ckpt is None:
+        raise LoraTrainError(f"--resume: no checkpoint under {out / CHECKPOINTS} yet; start again with --overwrite")
+    return ckpt
+
+
+def train_lora(cfg: LoraTrainConfig, console: Console | None = None) -> LoraTrainResult:
+    """Train (or resume) a LoRA; see the module docstring for what lands in `cfg.out`."""
+    try:
+        return _train_lora(cfg, console)
+    finally:
+        _release()
+
+
+def _release() -> None:
+    """accelerate keeps one process-wide state (device, precision) and refuses a second Accelerator
+    with other settings; a training call is self-contained, so it leaves that state cleared (and the
+    CUDA cache emptied) for the next call in the same process (tests, the GPU smoke, notebooks)."""
+    import gc
+    import sys
+
+    gc.collect()
+    state = sys.modules.get("accelerate.state")
+    if state is not None:
+        state.AcceleratorState._reset_state(reset_partial_state=True)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResult:
+    import torch
+    import torch.nn.functional as F
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, is_tensorboard_available, set_seed
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import cast_training_params
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+    console = console or Console(stderr=True)
+    t_start = time.perf_counter()
+    for name, value, low in (("--max-steps", cfg.max_steps, 1), ("--batch-size", cfg.batch_size, 1),
+                             ("--grad-accum", cfg.grad_accum, 1), ("--rank", cfg.rank, 1),
+                             ("--resolution", cfg.resolution, 8), ("--checkpoint-every", cfg.checkpoint_every, 1)):
+        if int(value) < low:
+            raise LoraTrainError(f"{name} must be >= {low}, got {value}")
+    if cfg.resolution % 8:
+        raise LoraTrainError(f"--resolution must be a multiple of 8 (the VAE's downsampling), got {cfg.resolution}")
+    if not 0.0 <= cfg.conditioning_dropout <= 1 / 3:
+        raise LoraTrainError(f"--conditioning-dropout must be in [0, 1/3] (three dropout cases of p each), "
+                             f"got {cfg.conditioning_dropout}")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise LoraTrainError(f"--device {cfg.device!r}; expected auto, cpu or cuda")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise LoraTrainError(f"--device cuda, but torch {torch.__version__} sees no CUDA device")
+    try:
+        cfg.prompt_template.format(instruction="", target="", source_expression="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise LoraTrainError(f"--prompt-template {cfg.prompt_template!r}: unknown placeholder {exc}") from exc
+
+    # --- data (errors name the file and the row, before any model loads) ---
+    manifest = load_training_manifest(cfg.data, cfg.columns, cfg.allow_outside)
+    rows, skipped, skipped_rows = check_images(manifest.triplets)
+    for reason, n in sorted(skipped.items()):
+        shown = ", ".join([f"row {r['row']} ({r['id']})" for r in skipped_rows if r["reason"] == reason][:5])
+        console.print(f"[yellow]skipped[/] {n} row(s) of {manifest.path.name}: {reason}: {shown}")
+    if cfg.val_data is not None:
+        val_manifest = load_training_manifest(cfg.val_data, cfg.columns, cfg.allow_outside)
+        train_rows, val_rows, val_mode = rows, list(val_manifest.triplets), f"file {cfg.val_data}"
+    else:
+        train_rows, val_rows, val_mode = split_validation(rows, cfg.val_size, cfg.seed)
+        val_manifest = Manifest(manifest.path, manifest.root, val_rows)
+    if not train_rows:
+        raise LoraTrainError(f"{manifest.path}: no usable training rows (skipped: {dict(skipped)})")
+
+    use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    mixed = resolve_mixed_precision(cfg.mixed_precision, use_cuda)
+    alpha = float(cfg.alpha if cfg.alpha is not None else cfg.rank)
+    settings = {"base": cfg.base, "pipeline": cfg.pipeline, "data": str(manifest.path),
+                "data_sha256": sha256_file(manifest.path), "resolution": cfg.resolution, "batch_size": cfg.batch_size,
+                "grad_accum": cfg.grad_accum, "lr": cfg.lr, "lr_scheduler": cfg.lr_scheduler,
+                "warmup_steps": cfg.warmup_steps, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
+                "rank": cfg.rank, "alpha": alpha, "target_modules": list(cfg.target_modules),
+                "conditioning_dropout": cfg.conditioning_dropout, "seed": cfg.seed, "random_flip": cfg.random_flip,
+                "prompt_template": cfg.prompt_template, "mixed_precision": mixed,
+                "gradient_checkpointing": cfg.gradient_checkpointing, "max_steps": cfg.max_steps,
+                "val_ids": [t.id for t in val_rows], "val_mode": val_mode}
+    resume_from = _prepare_out(cfg, settings)
+
+    trackers = "tensorboard" if is_tensorboard_available() else None
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum, mixed_precision=mixed, cpu=not use_cuda, log_with=trackers,
+        project_config=ProjectConfiguration(project_dir=str(cfg.out), logging_dir=str(cfg.out / "logs")))
+    set_seed(cfg.seed)  # python, numpy, torch: the LoRA's initial weights
+    weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mixed]
+    parts = _load_components(cfg, weight_dtype)
+    unet, vae, text_encoder, tokenizer = parts["unet"], parts["vae"], parts["text_encoder"], parts["tokenizer"]
+    noise_scheduler = parts["noise_scheduler"]
+    for m in (unet, vae, text_encoder):
+        m.requires_grad_(False)
+    vae.eval()
+    text_encoder.eval()
+    device = accelerator.device
+    for m in (unet, vae, text_encoder):
+        m.to(device)
+    try:
+        unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=alpha, init_lora_weights="gaussian",
+                                    target_modules=list(cfg.target_modules)))
+    except ValueError as exc:  # peft: no module matches the target names
+        raise LoraTrainError(f"--target-modules {list(cfg.target_modules)}: {exc}") from exc
+    # Frozen weights stay in the low precision; the trainable LoRA weights in fp32 (Adam's updates
+    # would vanish in bf16).
+    cast_training_params(unet, dtype=torch.float32)
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    params = [p for p in unet.parameters() if p.requires_grad]
+    if not params:
+        raise LoraTrainError(f"no UNet module matches --target-modules {list(cfg.target_modules)}")
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    try:
+        lr_scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps,
+                                     num_training_steps=cfg.max_steps)
+    except ValueError as exc:
+        raise LoraTrainError(f"--lr-scheduler {cfg.lr_scheduler!r}: {exc}") from exc
+    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    rng = SamplingRNG(cfg.seed)
+    accelerator.register_for_checkpointing(rng)
+
+    # Checkpoints hold the adapter only (a few MB), not the frozen UNet: accelerate's hooks hand the
+    # models to us, we write and read them in the pipeline's LoRA format.
+    def save_hook(models: list[Any], weights: list[Any], output_dir: str) -> None:
+        for m in models:
+            StableDiffusionInstructPix2PixPipeline.save_lora_weights(
+                output_dir, unet_lora_layers=get_peft_model_state_dict(accelerator.unwrap_model(m)))
+            if weights:
+                weights.pop()
+
+    def load_hook(models: list[Any], input_dir: str) -> None:
+        target = models.pop()
+        state, _ = StableDiffusionInstructPix2PixPipeline.lora_state_dict(input_dir)
+        unet_state = convert_unet_state_dict_to_peft(
+            {k[len("unet."):]: v for k, v in state.items() if k.startswith("unet.")})
+        result = set_peft_model_state_dict(accelerator.unwrap_model(target), unet_state, adapter_name="default")
+        unexpected = getattr(result, "unexpected_keys", None)
+        if unexpected:
+            raise LoraTrainError(f"{input_dir}: checkpoint has LoRA keys this UNet lacks: {unexpected[:5]}")
+        cast_training_params(target, dtype=torch.float32)
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+    start_step = 0
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        start_step = int(json.loads((resume_from / STATE_FILE).read_text())["step"])
+        for name in ("train_log.csv", "validation.csv"):
+            _truncate_csv(cfg.out / name, start_step)
+        console.print(f"resumed from {resume_from} (step {start_step})")
+    if start_step >= cfg.max_steps:
+        raise LoraTrainError(f"--resume: the run is already at step {start_step} >= --max-steps {cfg.max_steps}")
+
+    meta = {"trainer": TRAINER, "trainer_version": TRAINER_VERSION, "settings": settings,
+            "data": {"rows": len(manifest), "train": len(train_rows), "validation": len(val_rows),
+                     "skipped": dict(skipped), "skipped_rows": skipped_rows},
+            "libraries": _versions(), "lora_file": LORA_FILE,
+            "editor": {"adapter": "diffusers", "model": cfg.base, "pipeline": cfg.pipeline, "lora": str(cfg.out),
+                       "prompt_template": cfg.prompt_template}}
+    _write_json(cfg.out / "training.json", meta)
+    if trackers:
+        accelerator.init_trackers("fedbench-lora", config={k: v for k, v in settings.items()
+                                                           if isinstance(v, (int, float, str, bool))})
+
+    dataset = PairDataset(train_rows, cfg.resolution, cfg.prompt_template)
+    null_ids = tokenizer([""], max_length=tokenizer.model_max_length, padding="max_length", truncation=True,
+                         return_tensors="pt").input_ids.to(device)
+    with torch.no_grad():
+        null_text = text_encoder(null_ids)[0]
+    scaling = vae.config.scaling_factor
+    n_batches = math.ceil(len(dataset) / cfg.batch_size)
+    gen = rng.generator
+
+    def loss_of(batch: dict[str, Any]) -> Any:
+        src = batch["source"].to(device, dtype=weight_dtype)
+        tgt = batch["target"].to(device, dtype=weight_dtype)
+        bsz = src.shape[0]
+        if cfg.random_flip:  # the same flip for S and G
+            flip = (torch.rand(bsz, generator=gen) < 0.5).to(device)[:, None, None, None]
+            src, tgt = torch.where(flip, src.flip(-1), src), torch.where(flip, tgt.flip(-1), tgt)
+        ids = tokenizer(list(batch["prompt"]), max_length=tokenizer.model_max_length, padding="max_length",
+                        truncation=True, return_tensors="pt").input_ids.to(device)
+        with torch.no_grad():
+            latents = vae.encode(tgt).latent_dist.sample(generator=gen) * scaling
+            source_latents = vae.encode(src).latent_dist.mode()  # unscaled, as the pipeline feeds them
+            text = text_encoder(ids)[0]
+        noise = torch.randn(latents.shape, generator=gen, dtype=torch.float32).to(device, dtype=latents.dtype)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=gen).to(device)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        if cfg.conditioning_dropout > 0:
+            p = cfg.conditioning_dropout
+            u = torch.rand(bsz, generator=gen).to(device)
+            drop_text = (u < 2 * p)[:, None, None]  # [0, 2p): text dropped ([0, p) both, [p, 2p) text only)
+            text = torch.where(drop_text, null_text.to(text.dtype), text)
+            keep_image = 1 - ((u >= p) & (u < 3 * p)).to(source_latents.dtype)  # [p, 3p): image dropped
+            source_latents = source_latents * keep_image[:, None, None, None]
+        if noise_scheduler.config.prediction_type == "epsilon":
+            target = noise
+        elif noise_scheduler.config.prediction_type == "v_prediction":
+            target = noise_scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            raise LoraTrainError(f"unsupported prediction_type {noise_scheduler.config.prediction_type!r}")
+        pred = unet(torch.cat([noisy, source_latents], dim=1), timesteps, text, return_dict=False)[0]
+        return F.mse_loss(pred.float(), target.float(), reduction="mean")
+
+    def save_lora(directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        StableDiffusionInstructPix2PixPipeline.save_lora_weights(
+            directory, unet_lora_layers=get_peft_model_state_dict(accelerator.unwrap_model(unet)))
+        return directory
+
+    validation: list[dict[str, Any]] = []
+
+    def validate(step: int) -> None:
+        if not val_rows:
+            return
+        vdir = cfg.out / "validation" / f"step-{step:06d}"
+        lora_dir = save_lora(vdir / "lora")
+        row = run_validation(cfg, val_manifest, lora_dir, vdir / "run", step, mixed, use_cuda, console)
+        validation.append(row)
+        _append_csv(cfg.out / "validation.csv", row)
+        if trackers:
+            accelerator.log({f"val/{k}": v for k, v in row.items() if k != "step" and v is not None}, step=step)
+
+    losses: list[float] = []
+    peak_mb = None
+    if use_cuda:
+        torch.cuda.reset_peak_memory_stats()
+    if cfg.val_at_start and start_step == 0:
+        validate(0)
+    step = start_step
+    micro = step * cfg.grad_accum
+    acc_loss, acc_n = 0.0, 0
+    t_loop = time.perf_counter()
+    overhead = 0.0  # seconds spent checkpointing and validating: not training speed
+    from fedbench.scoring.runner import _progress
+
+    unet.train()
+    with _progress(cfg.progress, console) as bar:
+        task = bar.add_task("LoRA", total=cfg.max_steps, completed=start_step) if bar else None
+        while step < cfg.max_steps:
+            epoch, skip = divmod(micro, n_batches)
+            loader = torch.utils.data.DataLoader(
+                dataset, batch_size=cfg.batch_size, sampler=epoch_order(len(dataset), cfg.seed, epoch),
+                num_workers=cfg.dataloader_workers)
+            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+            for batch in batches:
+                with accelerator.accumulate(unet):
+                    loss = loss_of(batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                    optimizer.step()
+                    lr_scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                micro += 1
+                acc_loss += float(loss.detach())
+                acc_n += 1
+                if not accelerator.sync_gradients:
+                    continue
+                step += 1
+                value = acc_loss / acc_n
+                acc_loss, acc_n = 0.0, 0
+                if not math.isfinite(value):
+                    raise LoraTrainError(f"step {step}: the loss is {value}; lower --lr or use "
+                                         "--mixed-precision bf16/no")
+                losses.append(value)
+                elapsed = time.perf_counter() - t_loop
+                log_row = {"step": step, "epoch": epoch, "loss": round(value, 6),
+                           "lr": lr_scheduler.get_last_lr()[0], "seconds": round(elapsed, 3)}
+                _append_csv(cfg.out / "train_log.csv", log_row)
+                if trackers:
+                    accelerator.log({"train/loss": value, "train/lr": log_row["lr"]}, step=step)
+                if bar:
+                    bar.update(task, advance=1, description=f"LoRA loss {value:.4f}")
+                t_extra = time.perf_counter()
+                if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+                    save_checkpoint(accelerator, cfg, step, micro, value)
+                if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.max_steps:
+                    validate(step)
+                overhead += time.perf_counter() - t_extra
+                if step >= cfg.max_steps:
+                    break
+    loop_s = time.perf_counter() - t_loop - overhead
+    if use_cuda:
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    save_lora(cfg.out)
+    done = step - start_step
+    meta.update({"steps": step, "resumed_from": start_step, "last_losses": losses[-10:],
+                 "steps_per_s": round(done / loop_s, 4) if loop_s > 0 else None,
+                 "peak_cuda_memory_mb": round(peak_mb, 1) if peak_mb is not None else None,
+                 "validation": validation, "seconds": round(time.perf_counter() - t_start, 2)})
+    _write_json(cfg.out / "training.json", meta)
+    if trackers:
+        accelerator.end_training()
+    return LoraTrainResult(cfg.out, cfg.out / LORA_FILE, step, start_step, losses, validation,
+                           time.perf_counter() - t_start, done / loop_s if loop_s > 0 else 0.0, peak_mb, meta)
+
+
+def save_checkpoint(accelerator: Any, cfg: LoraTrainConfig, step: int, micro: int, loss: float) -> Path:
+    """accelerate's full state (adapter via our hook, optimizer, LR scheduler, micro-step, RNG states
+    and the sampling generator), written to a temporary folder and renamed: a killed run never
+    leaves a half-written checkpoint that --resume would pick."""
+    final = cfg.out / CHECKPOINTS / f"step-{step:06d}"
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.save_state(str(tmp))
+    _write_json(tmp / STATE_FILE, {"step": step, "micro_step": micro, "loss": loss,
+                                   "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    folders = sorted(p for p in (cfg.out / CHECKPOINTS).glob("step-*") if not p.name.endswith(".tmp"))
+    for old in folders[: max(0, len(folders) - max(1, cfg.keep_checkpoints))]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def run_validation(cfg: LoraTrainConfig, val: Manifest, lora_dir: Path, run_dir: Path, step: int, mixed: str,
+                   cuda: bool, console: Console) -> dict[str, Any]:
+    """Generate the held-out triplets through the `diffusers` editor with the LoRA saved at `step`,
+    and score them with the core scorer (`fedbench eval`)."""
+    from fedbench.editors.config import EditorConfig
+    from fedbench.evaluate import evaluate
+
+    dtype = {"no": "float32", "fp16": "float16", "bf16": "bfloat16"}[mixed]
+    params: dict[str, Any] = {"model": cfg.base, "lora": str(lora_dir), "steps": cfg.val_steps,
+                              "resolution": cfg.val_resolution or cfg.resolution, "dtype": dtype,
+                              "device": "cuda" if cuda else "cpu",
+                              "prompt_template": cfg.prompt_template, "load_kwargs": dict(cfg.load_kwargs)}
+    if cfg.pipeline:
+        params["pipeline"] = cfg.pipeline
+    config = EditorConfig(name=f"lora-step-{step}", adapter="diffusers", seed=cfg.seed, params=params,
+                          description=f"{TRAINER} validation at step {step}")
+    t0 = time.perf_counter()
+    res = evaluate(config, val, run_dir, overwrite=True, workers=cfg.score_workers, cache_path=cfg.cache_path,
+                   progress=False, console=console)
+    o = res.summary["overall"]
+    row = {"step": step, "n": len(val), "fed": o["fed"]["mean"], "alignment": o["alignment"]["mean"],
+           "fidelity": o["fidelity"]["mean"], "reg": o["reg"]["mean"],
+           "failed": res.counts.get("failed", 0), "seconds": round(time.perf_counter() - t0, 2)}
+    console.print(f"validation step {step}: FED {row['fed']} alignment {row['alignment']} "
+                  f"fidelity {row['fidelity']} REG {row['reg']} on {len(val)} held-out triplets")
+    return row
+
