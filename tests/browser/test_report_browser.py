@@ -88,19 +88,21 @@ def test_report_in_chromium(browser_api, report, tmp_path):
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.goto(index.as_uri())
 
-            # Leaderboard: FED order first; sorting by Fidelity puts the lazy edit (keeps all) on top.
+            # Leaderboard: FED order first; sorting by Alignment puts the oracle on top, then the lazy
+            # edit at the bottom (Fidelity would tie: both keep what the ground truth keeps).
             names = lambda: page.locator("#leaderboard-table tbody tr td.model").all_inner_texts()  # noqa: E731
             by_fed = sorted(summaries, key=lambda n: -summaries[n]["overall"]["fed"]["mean"])
             assert names() == by_fed
-            head = page.locator("#leaderboard-table th", has_text="Fidelity")
+            head = page.locator("#leaderboard-table th", has_text="Alignment")
             head.locator("button").click()
-            by_fid = sorted(summaries, key=lambda n: -summaries[n]["overall"]["fidelity"]["mean"])
-            assert names() == by_fid and by_fid[0] == "lazy"
+            by_align = sorted(summaries, key=lambda n: -summaries[n]["overall"]["alignment"]["mean"])
+            assert len({summaries[n]["overall"]["alignment"]["mean"] for n in summaries}) == len(summaries)
+            assert names() == by_align and by_align[0] == "oracle" and by_align[-1] == "lazy"
             assert head.get_attribute("aria-sort") == "descending"
             head.locator("button").click()
-            assert names() == by_fid[::-1] and head.get_attribute("aria-sort") == "ascending"
-            shown = page.locator("#leaderboard-table tbody tr").first.locator("td[data-dim=fidelity] .mean").inner_text()
-            assert shown == f"{summaries[by_fid[-1]]['overall']['fidelity']['mean']:.3f}"
+            assert names() == by_align[::-1] and head.get_attribute("aria-sort") == "ascending"
+            shown = page.locator("#leaderboard-table tbody tr").first.locator("td[data-dim=alignment] .mean").inner_text()
+            assert shown == f"{summaries[by_align[-1]]['overall']['alignment']['mean']:.3f}"
 
             # Gallery: every model x sample at first, then one class only.
             total = sum(len(r.samples) for r in runs)

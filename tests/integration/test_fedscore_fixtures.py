@@ -170,5 +170,5 @@ def test_a_rewritten_source_is_read_afresh_in_the_same_process(pixelsmile, tmp_p
     Image.open(t.source).filter(ImageFilter.GaussianBlur(6)).save(src, quality=95)
     second = run("c.sqlite", 1)  # same process as the first run
     fresh = run("c2.sqlite", 2)  # new worker processes, nothing carried over
-    assert second[0]["bg"] != first[0]["bg"]
+    assert second[0]["bg_edit_source"] != first[0]["bg_edit_source"]
     assert second == fresh
