@@ -97,7 +97,7 @@ def score(
     runtime: str = typer.Option("openvino", help="SFace runtime: openvino (fast) or reference (OpenCV dnn)"),
     fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
 ) -> None:
-    """Score edited images against a benchmark with FED-Score v1."""
+    """Score edited images (a folder of <id>.png) against a benchmark with FED-Score."""
     from fedbench.faces.perception import PerceptionConfig
     from fedbench.scoring.runner import score as run_score
 
