@@ -15,6 +15,7 @@ order, and the restarted stage skips that prefix. Finished stages are marked don
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -81,9 +82,23 @@ def _count_rows(path: Path) -> int:
 
 
 def _reason_key(reason: str) -> str:
-    """Group rejection reasons for the data card: drop the numbers and file names."""
-    head = reason.split(":")[0] if reason.startswith(("unreadable", "no candidate")) else reason
-    return "".join("#" if ch.isdigit() else ch for ch in head)[:80]
+    """Group rejection reasons for the data card: the failed checks, not their values or file names."""
+    if reason.startswith("no candidate passed"):
+        checks = re.findall(r"(\w+) -?[\d.]+ <", reason)
+        rest = reason.split(": ", 1)[-1]
+        return "no candidate passed: " + (", ".join(sorted(set(checks))) if checks else _numbers_out(rest))
+    if reason.startswith("near-duplicate source"):
+        return "near-duplicate source"
+    if reason.startswith("unreadable"):
+        return "unreadable"
+    head, sep, rest = reason.partition(": ")
+    if sep and re.search(r"\.\w{2,5}$", head):  # "<file name>: why" -> why
+        reason = rest
+    return _numbers_out(reason)
+
+
+def _numbers_out(text: str) -> str:
+    return re.sub(r"-?\d+(\.\d+)?", "#", text)[:80]
 
 
 def _run_stage(stage: Stage, inputs: Iterable[Record], total: int | None, executor: Executor, work: Path,
