@@ -18,18 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fedbench.meta import MetaOptions, default_probes, run_meta
+from fedbench.meta import MetaOptions, default_probes, read_probe_rows, run_meta
 
 PROBES = ("oracle", "lazy", "blend-0.5", "blend-0.75", "blend-2")
-
-
-def _rows(out: Path) -> dict[str, dict[str, dict]]:
-    rows: dict[str, dict[str, dict]] = {}
-    for line in (out / "samples.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if "probe" in r:
-            rows.setdefault(r["probe"], {})[r["triplet"]] = r
-    return rows
 
 
 def main() -> None:
@@ -45,7 +36,7 @@ def main() -> None:
             run_meta(MetaOptions(benchmark=args.fixtures / "triplets.jsonl", out=out, cache_path=base / "c.sqlite",
                                  probes=default_probes(blend_ks=(0.5, 0.75, 2.0), warp_strengths=()),
                                  fedscore_version=version, plots=False))
-            rows = _rows(out)
+            rows = read_probe_rows(out)
             ids = [i for i, r in rows["oracle"].items() if r["status"] == "ok"]
             first = sum(rows["oracle"][i]["fed"] > max(rows[p][i]["fed"] for p in PROBES[1:]) for i in ids)
             reg = sum(rows["oracle"][i]["reg"] > max(rows["blend-0.5"][i]["reg"], rows["blend-2"][i]["reg"])

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from fedbench.cli import app
 from fedbench.data.manifest import read_manifest
 from fedbench.labels import normalise_expression
-from fedbench.meta import MetaOptions, run_meta
+from fedbench.meta import MetaOptions, read_probe_rows, run_meta
 from fedbench.meta.probes import probe_id
 
 pytestmark = pytest.mark.integration
@@ -51,12 +51,7 @@ def meta_run(pixelsmile, tmp_path_factory) -> tuple[dict, Path]:
 @pytest.fixture(scope="session")
 def probe_rows(meta_run) -> dict[str, dict[str, dict]]:
     _, out = meta_run
-    rows: dict[str, dict[str, dict]] = {}
-    for line in (out / "samples.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        if "probe" in r:
-            rows.setdefault(r["probe"], {})[r["triplet"]] = r
-    return rows
+    return read_probe_rows(out)
 
 
 def test_meta_writes_its_files(meta_run, pixelsmile):

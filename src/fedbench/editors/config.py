@@ -14,10 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:  # the registry imports this module; only type checkers need the reverse
+    from fedbench.editors.base import Editor
 
 
 class EditorConfigError(ValueError):
@@ -35,7 +38,7 @@ class EditorConfig(BaseModel):
     source: str | None = None  # the file it came from, when any (not hashed)
 
 
-def resolved_hash(config: EditorConfig, editor: "Editor") -> str:  # noqa: F821 - avoids an import cycle
+def resolved_hash(config: EditorConfig, editor: Editor) -> str:
     """What decides the images: the adapter, its version, its resolved parameters (a checkpoint's
     content digest rather than its path, say) and the base seed — not the run's name."""
     payload = {"adapter": config.adapter, "version": editor.version, "params": editor.params, "seed": config.seed}

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 from importlib import import_module, metadata
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from fedbench.editors.base import Editor
+
+if TYPE_CHECKING:
+    from fedbench.editors.config import EditorConfig
 
 ENTRY_POINT_GROUP = "fedbench.editors"
 
@@ -84,6 +87,6 @@ def get_editor_class(name: str) -> type[Editor]:
     return cls
 
 
-def build_editor(config: "EditorConfig") -> Editor:  # noqa: F821 - forward reference, avoids a cycle
+def build_editor(config: EditorConfig) -> Editor:
     cls = get_editor_class(config.adapter)
     return cls(**config.params)

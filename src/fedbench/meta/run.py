@@ -243,6 +243,16 @@ def run_meta(opts: MetaOptions, console: Console | None = None) -> dict[str, Any
     return meta
 
 
+def read_probe_rows(out: Path) -> dict[str, dict[str, dict]]:
+    """A meta folder's probe rows: probe name -> triplet id -> its samples.jsonl row."""
+    rows: dict[str, dict[str, dict]] = {}
+    for line in (Path(out) / "samples.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "probe" in r:
+            rows.setdefault(r["probe"], {})[r["triplet"]] = r
+    return rows
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 

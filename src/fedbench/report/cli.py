@@ -13,7 +13,7 @@ from rich.table import Table
 from fedbench.data.manifest import parse_columns
 from fedbench.report.compare import DEFAULT_BOOTSTRAP, DEFAULT_SEED, CompareError, Comparison, compare_runs
 from fedbench.report.runs import RunError, load_runs
-from fedbench.report.tables import CLASS_METRICS, FORMATS
+from fedbench.report.tables import CLASS_METRICS
 
 console = Console()
 err = Console(stderr=True)

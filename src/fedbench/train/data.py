@@ -11,7 +11,6 @@ pair, and the reason is recorded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -22,14 +21,6 @@ import numpy as np
 
 from fedbench.data.manifest import Manifest, ManifestError, Problem, Triplet, read_manifest
 from fedbench.labels import normalise_expression
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_training_manifest(path: str | Path, columns: dict[str, str] | None = None,

@@ -44,7 +44,8 @@ import numpy as np
 from rich.console import Console
 
 from fedbench.data.manifest import Manifest, Triplet
-from fedbench.train.data import load_training_manifest, sha256_file
+from fedbench.models.store import sha256_of
+from fedbench.train.data import load_training_manifest
 
 TRAINER = "fedbench train diffusers-lora"
 TRAINER_VERSION = "1"
@@ -452,7 +453,7 @@ def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResul
     mixed = resolve_mixed_precision(cfg.mixed_precision, use_cuda)
     alpha = float(cfg.alpha if cfg.alpha is not None else cfg.rank)
     settings = {"base": cfg.base, "pipeline": cfg.pipeline, "data": str(manifest.path),
-                "data_sha256": sha256_file(manifest.path), "resolution": cfg.resolution, "batch_size": cfg.batch_size,
+                "data_sha256": sha256_of(manifest.path), "resolution": cfg.resolution, "batch_size": cfg.batch_size,
                 "grad_accum": cfg.grad_accum, "lr": cfg.lr, "lr_scheduler": cfg.lr_scheduler,
                 "warmup_steps": cfg.warmup_steps, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
                 "rank": cfg.rank, "alpha": alpha, "target_modules": list(cfg.target_modules),

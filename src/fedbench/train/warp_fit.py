@@ -40,7 +40,8 @@ from rich.console import Console
 from fedbench.data.manifest import Manifest, Triplet
 from fedbench.editors.warp import N_LANDMARKS, WarpFields, field_key, reference_field, to_face_frame
 from fedbench.labels import EXPRESSIONS
-from fedbench.train.data import Folds, assign_folds, load_training_manifest, sha256_file
+from fedbench.models.store import sha256_of
+from fedbench.train.data import Folds, assign_folds, load_training_manifest
 
 TRAINER = "fedbench train warp"
 TRAINER_VERSION = "1"
@@ -372,7 +373,7 @@ def train_warp(data: str | Path | Manifest, out: str | Path, *, folds: int = 5, 
         "trainer": TRAINER, "trainer_version": TRAINER_VERSION, "fedbench": __version__,
         "units": "inter-ocular distance, face frame (x towards the image right, y down)",
         "model": "additive: field(s>t) = F_t - F_s (+ residual for keys with >= min_pairs pairs); F_neutral = 0",
-        "data": {"path": str(manifest.path), "sha256": sha256_file(manifest.path), "rows": len(manifest),
+        "data": {"path": str(manifest.path), "sha256": sha256_of(manifest.path), "rows": len(manifest),
                  "pairs": len(pairs), "assumed_neutral_source": sum(p.assumed_neutral for p in pairs),
                  "skipped": dict(sorted(measured.skipped.items())), "skipped_rows": measured.skipped_rows},
         "key_stats": stats,
