@@ -196,7 +196,7 @@ def demo(
 ) -> None:
     """Offline demo: public-domain faces, synthetic warp ground truth, six editors ranked by FED-Score."""
     from fedbench.demo import build_demo, editor_configs
-    from fedbench.evaluate import evaluate
+    from fedbench.evaluate import RunFolderError, evaluate
 
     err.print("[bold]building the demo benchmark[/] (ground truth is SYNTHETIC: the warp editor at strength 1)")
     manifest = build_demo(out)
@@ -205,8 +205,12 @@ def demo(
     for name, config in editor_configs().items():
         err.print(f"[bold]{name}[/]: {config.description}")
         # resume: a second `make demo` reuses what the first generated (same configs, same images)
-        res = evaluate(config, manifest, out / "runs" / name, resume=True, workers=workers, cache_path=cache,
-                       console=err)
+        try:
+            res = evaluate(config, manifest, out / "runs" / name, resume=True, workers=workers, cache_path=cache,
+                           console=err)
+        except RunFolderError:  # a demo folder from another fedbench version: start that run again
+            res = evaluate(config, manifest, out / "runs" / name, overwrite=True, workers=workers,
+                           cache_path=cache, console=err)
         o = res.summary["overall"]
         board.append((name, o["fed"]["mean"], o["alignment"]["mean"], o["fidelity"]["mean"], o["reg"]["mean"],
                       res.summary["gain"]["mean"]))

@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from fedbench.editors.config import EditorConfig, EditorConfigError, load_editor
 from fedbench.editors.registry import build_editor
 from fedbench.faces.perception import PerceptionConfig
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
+from fedbench.models.store import sha256_of
 from fedbench.scoring.runner import ScoreResult, _progress, score
 from fedbench.store.journal import Journal, compact, generation_key, read_rows
 
@@ -84,8 +85,10 @@ def _library_versions(editor: Editor) -> dict[str, str]:
     return {"fedbench": __version__, **libs}
 
 
-def _prepare_folder(out: Path, info: dict[str, Any], resume: bool, overwrite: bool) -> None:
+def _prepare_folder(out: Path, info: dict[str, Any], resume: bool, overwrite: bool, check_only: bool = False) -> None:
     meta = out / "eval.json"
+    if check_only and overwrite:
+        return
     if meta.exists() and overwrite:
         shutil.rmtree(out / GENERATED, ignore_errors=True)
         for name in RUN_FILES:
@@ -100,9 +103,22 @@ def _prepare_folder(out: Path, info: dict[str, Any], resume: bool, overwrite: bo
                 f"{out} was made by editor {old.get('editor')!r} (config {old.get('config_hash')}) on "
                 f"{old.get('benchmark')}; this run is {info['editor']!r} (config {info['config_hash']}) on "
                 f"{info['benchmark']}. Use another --out, or --overwrite to replace it")
+    if check_only:
+        return
     (out / GENERATED).mkdir(parents=True, exist_ok=True)
     if not meta.exists():
-        meta.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+        _write_atomic(meta, (json.dumps(info, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def request_digest(t: Any, editor: Editor) -> str:
+    """The request's content: a source, instruction or target changed under the same id is a new request."""
+    h = hashlib.sha256()
+    h.update(sha256_of(t.source).encode())
+    for part in (t.instruction, t.target, t.source_expression or ""):
+        h.update(b"\x1f" + part.encode())
+    if editor.reads_ground_truth:
+        h.update(b"\x1f" + sha256_of(t.ground_truth).encode())
+    return h.hexdigest()[:16]
 
 
 def _reusable(row: dict[str, Any], key: str, image: Path) -> bool:
@@ -149,7 +165,10 @@ def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: M
     todo = []
     for t in manifest:
         seed = sample_seed(config.seed, t.id)
-        key = generation_key(config.name, config_hash, seed, t.id)
+        try:
+            key = generation_key(config_hash, seed, t.id, request_digest(t, editor))
+        except OSError:  # an unreadable source: the editor's own attempt will name the problem
+            key = generation_key(config_hash, seed, t.id, "unreadable")
         image = out / GENERATED / f"{t.id}.png"
         if editor.cacheable and t.id in previous and _reusable(previous[t.id], key, image):
             counts["reused"] += 1
@@ -181,12 +200,22 @@ def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: M
         task = bar.add_task(f"generating ({config.name})", total=len(manifest),
                             completed=counts["reused"]) if bar else None
         if jobs > 1 and editor.thread_safe:
-            with ThreadPoolExecutor(jobs) as pool:
-                futures = {pool.submit(_run_one, editor, _request(item[0], item[1], editor)): item for item in todo}
-                for future in as_completed(futures):
-                    log.append(finish(futures[future], *future.result()))
-                    if bar:
-                        bar.advance(task)
+            pool = ThreadPoolExecutor(jobs)
+            try:
+                pending: dict[Any, tuple[Any, int, str, Path]] = {}
+                queue = iter(todo)
+                while True:
+                    while len(pending) < 2 * jobs and (item := next(queue, None)) is not None:
+                        pending[pool.submit(_run_one, editor, _request(item[0], item[1], editor))] = item
+                    if not pending:
+                        break
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:  # dropped once logged: memory holds only the window
+                        log.append(finish(pending.pop(future), *future.result()))
+                        if bar:
+                            bar.advance(task)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: no queued (paid) request starts
         else:
             for item in todo:
                 log.append(finish(item, *_run_one(editor, _request(item[0], item[1], editor))))
@@ -226,7 +255,7 @@ def evaluate(
     config = editor if isinstance(editor, EditorConfig) else load_editor_config(editor, editor_args, seed)
     try:
         instance = build_editor(config)
-    except (TypeError, ValueError, FileNotFoundError, OSError) as exc:
+    except (TypeError, ValueError, KeyError, ImportError, OSError) as exc:  # unknown adapter, missing extra
         raise EditorConfigError(f"editor {config.name!r} ({config.adapter}): {exc}") from exc
     config_hash = resolved_hash(config, instance)
     out = Path(out)
@@ -234,11 +263,12 @@ def evaluate(
             "config_hash": config_hash, "seed": config.seed, "params": instance.params,
             "config_file": config.source, "benchmark": str(manifest.path), "limit": limit}
     try:
-        _prepare_folder(out, info, resume, overwrite)
+        _prepare_folder(out, info, resume, overwrite, check_only=True)  # refuse early, before a long load
         try:
             instance.load()
-        except Exception as exc:  # e.g. DiffusersLoadError: the whole run cannot go on
+        except Exception as exc:  # e.g. DiffusersLoadError: the whole run cannot go on, and nothing is touched
             raise EditorConfigError(f"editor {config.name!r} ({config.adapter}) cannot load: {exc}") from exc
+        _prepare_folder(out, info, resume, overwrite)
         t0 = time.perf_counter()
         rows, counts = generate(instance, config, config_hash, manifest, out, progress, console, jobs)
         generation_s = time.perf_counter() - t0

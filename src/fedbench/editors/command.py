@@ -30,7 +30,7 @@ class CommandEditor(Editor):
     thread_safe = True  # each call is independent (its own request, process or file)
 
     def __init__(self, command: str | list[str], timeout_s: float = 600.0, env: dict[str, str] | None = None,
-                 refusal_exit_code: int | None = None, cwd: str | None = None) -> None:
+                 refusal_exit_code: int | None = None, cwd: str | None = None, tag: str | None = None) -> None:
         argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
         if not argv:
             raise ValueError("command: empty command line")
@@ -42,8 +42,11 @@ class CommandEditor(Editor):
             except (KeyError, IndexError, ValueError) as exc:
                 raise ValueError(f"command argument {arg!r}: unknown placeholder {exc}; "
                                  f"known: {', '.join('{' + p + '}' for p in _PLACEHOLDERS)}") from exc
-        super().__init__(command=argv, timeout_s=float(timeout_s), env=env or {},
-                         refusal_exit_code=refusal_exit_code, cwd=cwd)
+        # Only the names of `env` are recorded and hashed: its values may be secrets (tokens), and
+        # rotating one must not invalidate the cache. The program itself is not hashed: change `tag`
+        # (any text, recorded and hashed) when you change the program.
+        super().__init__(command=argv, timeout_s=float(timeout_s), env=sorted(env or {}),
+                         refusal_exit_code=refusal_exit_code, cwd=cwd, tag=tag)
         self.argv, self.timeout_s, self.env = argv, float(timeout_s), env or {}
         self.refusal_exit_code, self.cwd = refusal_exit_code, cwd
 

@@ -26,8 +26,9 @@ class FolderEditor(Editor):
         self.root = root
 
     def edit(self, request: EditRequest) -> EditResult:
-        found = [self.root / f"{request.sample_id}{ext}" for ext in EDIT_EXTENSIONS
-                 if (self.root / f"{request.sample_id}{ext}").is_file()]
+        # one listing, extensions compared case-blind (X.JPG counts, as `fedbench score` accepts it)
+        found = sorted(p for p in self.root.iterdir() if p.stem == request.sample_id
+                       and p.suffix.lower() in EDIT_EXTENSIONS and p.is_file())
         if not found:
             return EditResult.failed(f"no image for this id in {self.root}")
         if len(found) > 1:

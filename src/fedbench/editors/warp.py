@@ -198,9 +198,11 @@ class WarpEditor(Editor):
 
     def __init__(self, strength: float = 1.0, checkpoint: str | None = None) -> None:
         self.fields = WarpFields.load(Path(checkpoint)) if checkpoint else WarpFields.reference()
-        # The checkpoint's content, not its path, decides the images: hash it into the config.
-        super().__init__(strength=float(strength), checkpoint=checkpoint,
-                         fields=self.fields.digest() if checkpoint else "reference")
+        # The fields' content, not a path or a name, decides the images: hash it into the config, so a
+        # change of the reference fields or a moved checkpoint is handled right by the eval cache.
+        super().__init__(strength=float(strength), fields=self.fields.digest(),
+                         fitted=bool(self.fields.meta.get("fitted", True)))
+        self.checkpoint = checkpoint
         self.strength = float(strength)
         self._landmarker: Any = None
 

@@ -61,7 +61,8 @@ class LocalExecutor:
         self.in_flight = in_flight
 
     def map(self, stage: Stage, records: Iterable[Record]) -> Iterator[Outcome]:
-        if self.workers <= 1:
+        # A stage that needs a GPU runs in this process: one model copy, not one per core.
+        if self.workers <= 1 or stage.num_gpus > 0:
             stage.setup()
             try:
                 for record in records:
@@ -110,7 +111,13 @@ class RayExecutor:
         from ray.util import ActorPool
 
         actor = self.ray.remote(num_cpus=1, num_gpus=stage.num_gpus)(_StageActor)
-        actors = [actor.remote(stage) for _ in range(self.workers)]
+        n = self.workers
+        if stage.num_gpus > 0:  # never ask for actors the cluster's GPUs cannot place (the pool would wait forever)
+            gpus = self.ray.cluster_resources().get("GPU", 0)
+            n = min(n, int(gpus // stage.num_gpus))
+            if n < 1:
+                raise RuntimeError(f"stage {stage.name} asks {stage.num_gpus} GPU per actor; the Ray cluster has {gpus}")
+        actors = [actor.remote(stage) for _ in range(n)]
         try:
             pool = ActorPool(actors)
             for batch in _batches(records, self.workers * self.in_flight):

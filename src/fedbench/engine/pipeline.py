@@ -15,6 +15,7 @@ order, and the restarted stage skips that prefix. Finished stages are marked don
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -146,7 +147,9 @@ def _run_stage(stage: Stage, inputs: Iterable[Record], total: int | None, execut
     count.seconds = round(time.perf_counter() - t0, 2)
     if bar:
         bar.update(task, total=count.inputs, completed=count.inputs)
-    done_marker.write_text(json.dumps(count.__dict__))
+    tmp = done_marker.with_name(done_marker.name + ".tmp")
+    tmp.write_text(json.dumps(count.__dict__))
+    os.replace(tmp, done_marker)
     return count
 
 
@@ -204,9 +207,11 @@ def _manifest_row(r: Record, out: Path) -> dict[str, Any]:
     src_rel = Path("images/sources") / f"{r['source_id']}{src.suffix.lower()}"
     gt_rel = Path("images/gt") / f"{r['id']}.png"
     for from_, to in ((src, out / src_rel), (Path(r["ground_truth"]), out / gt_rel)):
-        if not to.exists():
+        if not to.exists():  # copied under a temporary name first: a killed build leaves no torn image
             to.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(from_, to)
+            tmp = to.with_name(to.name + ".tmp")
+            shutil.copyfile(from_, tmp)
+            os.replace(tmp, to)
     row = {"id": r["id"], "source": str(src_rel), "instruction": r["instruction"], "target": r["target"],
            "ground_truth": str(gt_rel), "identity": r["identity"], "split": r["split"],
            "actions": [a.name for a in parse_actions(r["instruction"])],

@@ -127,18 +127,24 @@ def _load_reference(key: str | None, problem: str | None) -> ImageOutcome:
     return ImageOutcome(features)
 
 
+BG_MEASURE_VERSION = 1  # bump when background_ssim changes: cached pair values are then recomputed
+
+
 def _ground_truth_background(task: dict[str, Any], source: ImageOutcome, gt: ImageOutcome,
                              source_rgb: np.ndarray) -> tuple[float | None, tuple[str, bytes] | None]:
     """BG(S, G): how much the ground truth itself changed the background (FED-Score 1.2 divides by it).
     One value per (source, ground truth) pair, kept in the feature cache beside the image features."""
     st = _state()
-    key = f"bg-pair:{task['source_key']}:{task['gt_key']}"
+    key = f"bg-pair:v{BG_MEASURE_VERSION}:{task['source_key']}:{task['gt_key']}"
     cached = st.cache.get_raw(key)
     if cached is not None:
         return unpack_optional_float(cached), None
     s_face = source.features.faces[0]
     g_face = gt.features.primary(s_face.box)
-    gt_rgb = decode_image(_read(Path(task["ground_truth"])), st.perceiver.config.max_side).rgb
+    data = _read(Path(task["ground_truth"]))
+    if content_key(data, st.sig) != task["gt_key"]:  # rewritten since phase 1: never cache a wrong value
+        raise ImageReadError("the ground truth changed while scoring")
+    gt_rgb = decode_image(data, st.perceiver.config.max_side).rgb
     value = background_ssim(source_rgb, gt_rgb, s_face, g_face)
     return value, (key, pack_optional_float(value))
 
@@ -165,8 +171,8 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, 
         except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
             source = ImageOutcome(None, f"source became unreadable: {exc}")
     bg_gt = None
-    if (source_rgb is not None and uses_gt_background(task["version"]) and gt.features is not None
-            and gt.features.faces):
+    if (source_rgb is not None and uses_gt_background(task["version"]) and source.features is not None
+            and source.features.faces and gt.features is not None and gt.features.faces):
         try:
             bg_gt, blob = _ground_truth_background(task, source, gt, source_rgb)
         except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1

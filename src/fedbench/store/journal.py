@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 
-def generation_key(editor: str, config_hash: str, seed: int, sample_id: str) -> str:
-    return f"{editor}:{config_hash}:{seed}:{sample_id}"
+def generation_key(config_hash: str, seed: int, sample_id: str, request_digest: str) -> str:
+    """What decides one generated image: the editor's resolved config, the seed, the sample, and the
+    request's own content (source bytes, instruction, target; G's bytes for probes that read it).
+    The run's name is not part of it: renaming a config reuses its images."""
+    return f"{config_hash}:{seed}:{sample_id}:{request_digest}"
 
 
 def repair(path: Path) -> int:
@@ -72,12 +75,16 @@ class Journal:
 
 
 def compact(path: Path, order: Iterable[str]) -> list[dict[str, Any]]:
-    """Rewrite the log with the last row of each sample, in `order` (ids), atomically."""
+    """Rewrite the log with the last row of each id, atomically: the ids of `order` first, in that
+    order (returned), then any other ids as they were (a `--limit` run keeps the rest's work)."""
     latest: dict[str, dict[str, Any]] = {}
     for row in read_rows(path):
         latest[row["id"]] = row
-    rows = [latest[i] for i in order if i in latest]
+    wanted = list(order)
+    rows = [latest[i] for i in wanted if i in latest]
+    rest = [r for i, r in latest.items() if i not in set(wanted)]
     tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows + rest),
+                   encoding="utf-8")
     os.replace(tmp, path)
     return rows
