@@ -22,17 +22,28 @@ def generation_key(config_hash: str, seed: int, sample_id: str, request_digest: 
     return f"{config_hash}:{seed}:{sample_id}:{request_digest}"
 
 
-def repair(path: Path) -> int:
-    """Drop a torn last line (a crash mid-write). Returns the bytes dropped."""
+def repair(path: Path, block: int = 1 << 16) -> int:
+    """Drop a torn last line (a crash mid-write). Returns the bytes dropped. Reads backwards from the
+    end a block at a time, so a long journal is never loaded whole (memory stays flat on resume)."""
     if not path.exists():
         return 0
-    data = path.read_bytes()
-    cut = data.rfind(b"\n") + 1
-    if cut == len(data):
-        return 0
     with open(path, "r+b") as fh:
-        fh.truncate(cut)
-    return len(data) - cut
+        size = fh.seek(0, os.SEEK_END)
+        pos = size
+        while pos > 0:
+            start = max(0, pos - block)
+            fh.seek(start)
+            chunk = fh.read(pos - start)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                cut = start + i + 1
+                break
+            pos = start
+        else:
+            cut = 0
+        if cut < size:
+            fh.truncate(cut)
+        return size - cut
 
 
 def iter_rows(path: Path, required: tuple[str, ...] = ("id",)) -> Iterator[dict[str, Any]]:
