@@ -24,7 +24,6 @@ main-process RSS at the largest size is within 1.25x (+20 MB) of the smallest si
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import platform
@@ -37,6 +36,8 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from _lock import hold_exclusive  # benchmarks/ is on sys.path when a harness runs as a script
 
 if TYPE_CHECKING:
     import numpy as np
@@ -562,12 +563,7 @@ def main(argv: list[str]) -> int:
     work = args.work.resolve()
     if work.is_relative_to(REPO):
         raise SystemExit(f"--work {work} is inside the repository; choose a folder outside {REPO}")
-    lock = open(LOCK_FILE, "w")  # noqa: SIM115 - held for the life of the process
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"another build_memory run holds {LOCK_FILE}; waiting for it", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    lock = hold_exclusive(LOCK_FILE, "build_memory")  # noqa: F841 - held for the life of the process
     code_start = _code()
     t_all = time.perf_counter()
     gen, _ = _child("generate", {"work": str(work), "n": sizes[-1], "seed": args.seed,

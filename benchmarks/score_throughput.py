@@ -19,7 +19,6 @@ warning beside it.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import multiprocessing as mp
@@ -40,6 +39,8 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
+
+from _lock import hold_exclusive  # benchmarks/ is on sys.path when a harness runs as a script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURES = REPO.parent / "shared" / "fixtures" / "pixelsmile"
@@ -585,12 +586,7 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     WAIT_QUIET_S = args.wait_quiet
     # Two copies of this benchmark on one machine ruin each other's timings: the second one waits.
-    lock = open(LOCK_FILE, "w")  # noqa: SIM115 - held for the life of the process
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"another score_throughput run holds {LOCK_FILE}; waiting for it to finish", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    lock = hold_exclusive(LOCK_FILE, "score_throughput")  # noqa: F841 - held for the life of the process
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     workdir, temporary = _workdir(args.workdir)
     print(f"workdir {workdir}", flush=True)
