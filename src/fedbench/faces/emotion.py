@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from fedbench.faces.blendshapes import ACTION_UNITS, action_unit_vector
+from fedbench.faces.fusion import FusionHead
 from fedbench.faces.geometry import square_crop
 from fedbench.faces.runtime import LiteRtNetwork, OpenVinoNetwork, Runtime
 from fedbench.faces.tflite_fp32 import fp32_tflite
@@ -32,6 +33,7 @@ class FaceView:
     grey: np.ndarray
     box_px: np.ndarray  # x0, y0, x1, y1 of the landmarks, pixels
     blendshapes: np.ndarray
+    landmarks_px: np.ndarray | None = None  # N x 2 (or 3), pixels: what the fusion head's shape features read
 
 
 class EmotionMember(Protocol):
@@ -103,8 +105,8 @@ PROTOTYPES: dict[str, tuple[str, ...]] = {
 class BlendshapePrototype:
     """Cosine match of the action-unit activation pattern against EMFACS prototypes.
 
-    Activations are scaled by a per-AU saturation level (blendshapes differ in range: a full smile
-    reaches 0.9, a nose wrinkle rarely 0.3), so the pattern, not the raw size, picks the class.
+    Activations are divided by one saturation level and clipped to 1 (a full smile reaches 0.9 while most
+    other action units stay far below), so the pattern, not the raw size, picks the class.
     Intensity (the norm of the scaled pattern) moves mass from neutral to the matched class.
     """
 
@@ -140,18 +142,32 @@ class BlendshapePrototype:
 
 @dataclass
 class EmotionEnsemble:
+    """The members' probabilities combined: by the fusion head when one is given, else their (weighted) mean."""
+
     members: list[EmotionMember]
     weights: list[float] | None = None
+    head: FusionHead | None = None
+
+    def __post_init__(self) -> None:
+        if self.head is not None:
+            missing = [m for m in self.head.cnn_members if m not in self.names]
+            if missing:
+                raise ValueError(f"the fusion head {self.head.version} reads the members {', '.join(missing)}, "
+                                 f"which are not configured (members: {', '.join(self.names)})")
 
     @property
     def names(self) -> list[str]:
         return [m.name for m in self.members]
 
-    def predict(self, rgb: np.ndarray, grey: np.ndarray, box_px: np.ndarray, blendshapes: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, rgb: np.ndarray, grey: np.ndarray, box_px: np.ndarray, blendshapes: np.ndarray,
+                landmarks_px: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ensemble probabilities, per-member probabilities M x 7)."""
-        view = FaceView(rgb=rgb, grey=grey, box_px=box_px, blendshapes=blendshapes)
+        view = FaceView(rgb=rgb, grey=grey, box_px=box_px, blendshapes=blendshapes, landmarks_px=landmarks_px)
         member_probs = np.stack([m.predict(view) for m in self.members])
+        if self.head is not None:
+            if landmarks_px is None:
+                raise ValueError("the fusion head needs the face's landmarks")
+            return self.head.predict(dict(zip(self.names, member_probs)), blendshapes, landmarks_px), member_probs
         w = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
         probs = (w[:, None] * member_probs).sum(axis=0) / w.sum()
         return probs, member_probs

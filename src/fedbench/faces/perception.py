@@ -41,6 +41,9 @@ class PerceptionConfig(BaseModel):
         "fer-cnn", "facex-cnn", "blendshape-prototype",
     ]
     emotion_weights: list[float] | None = None
+    emotion_head: Literal["fusion-v1", "mean"] = Field(
+        "fusion-v1", description="fusion-v1: the calibrated head over the members, blendshapes and face shape "
+        "(faces/fusion.py); mean: the members' (weighted) mean")
     max_faces: int = Field(4, ge=1)
 
     def signature(self) -> str:
@@ -50,6 +53,10 @@ class PerceptionConfig(BaseModel):
             from fedbench.models.store import sha256_of
 
             parts["identity_model"] = sha256_of(self.identity_model)
+        if self.emotion_head == "fusion-v1":
+            from fedbench.faces.fusion import load_head
+
+            parts["emotion_head_sha256"] = load_head().sha256
         parts["perception_version"] = PERCEPTION_VERSION
         return json.dumps(parts, sort_keys=True)
 
@@ -139,7 +146,12 @@ class Perceiver:
             "facex-cnn": lambda: FacexCNN(runtime=c.runtime, threads=threads),
             "blendshape-prototype": BlendshapePrototype,
         }
-        self.emotion = EmotionEnsemble([builders[m]() for m in c.emotion_members], c.emotion_weights)
+        head = None
+        if c.emotion_head == "fusion-v1":
+            from fedbench.faces.fusion import load_head
+
+            head = load_head()
+        self.emotion = EmotionEnsemble([builders[m]() for m in c.emotion_members], c.emotion_weights, head)
 
     def close(self) -> None:
         self.landmarker.close()
@@ -158,7 +170,7 @@ class Perceiver:
             px = obs.landmarks[:, :2].astype(np.float64) * scale
             box = bounding_box(obs.landmarks)
             box_px = box.astype(np.float64) * np.concatenate([scale, scale])
-            probs, members = self.emotion.predict(rgb, grey, box_px, obs.blendshapes)
+            probs, members = self.emotion.predict(rgb, grey, box_px, obs.blendshapes, px)
             faces.append(
                 FaceFeatures(
                     landmarks=obs.landmarks, blendshapes=obs.blendshapes, box=box,

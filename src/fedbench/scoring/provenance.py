@@ -30,6 +30,12 @@ def backbones_used(config: PerceptionConfig) -> dict[str, Any]:
         models["arcface-onnx"] = {"path": str(config.identity_model), "licence": "user-supplied"}
     if "blendshape-prototype" in config.emotion_members:
         models["blendshape-prototype"] = {"version": "emfacs-v1", "licence": "part of fedbench"}
+    if config.emotion_head == "fusion-v1":
+        from fedbench.faces.fusion import load_head
+
+        head = load_head()
+        models["fusion-head"] = {"version": head.version, "sha256": head.sha256, "licence": "part of fedbench",
+                                 "source": "fedbench/faces/data/fusion_head_v1.json"}
     libraries = {d: _version(d) for d in ("fedbench", "mediapipe", "openvino", "opencv-contrib-python",
                                             "ai-edge-litert", "numpy")}
     return {"models": models, "runtime": config.runtime, "libraries": libraries}
