@@ -19,16 +19,40 @@ def _floats(spec: str, option: str) -> tuple[float, ...]:
     return values
 
 
+def _labels_only(labels: Path, out: Path, config, cache: Optional[Path], err: Console, console: Console) -> None:
+    from fedbench.meta.recogniser import LabelError, run_labels
+    from fedbench.models.store import ArtifactError
+    from fedbench.paths import features_db
+
+    try:
+        meta = run_labels(labels, out, config, cache or features_db(), progress=True)
+    except LabelError as exc:
+        err.print(f"[red]error[/] {exc}")
+        raise typer.Exit(2)
+    except ArtifactError as exc:
+        err.print(f"[red]model error[/] {exc}")
+        raise typer.Exit(3)
+    for name, st in meta["recogniser"]["sets"].items():
+        console.print(f"[bold]{name}[/]: {st['images']} images, {len(st['no_face'])} without a face (counted wrong)")
+        for rec, r in st["by_recogniser"].items():
+            per = "  ".join(f"{c} {v['correct']}/{v['n']}" for c, v in r["per_class"].items())
+            console.print(f"  {rec:22s} balanced accuracy {r['balanced_accuracy']:.3f}   {per}", soft_wrap=True)
+    console.print(f"wrote {out / 'meta.json'} and {out / 'meta.md'}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def meta(
-        benchmark: Path = typer.Option(..., "--benchmark", "-b", help="triplet manifest (.jsonl, .csv, .parquet)"),
+        benchmark: Optional[Path] = typer.Option(
+            None, "--benchmark", "-b", help="triplet manifest (.jsonl, .csv, .parquet); without it, --labels alone "
+            "runs the recogniser check"),
         out: Path = typer.Option(..., "--out", "-o", help="folder for meta.json, meta.md, probes and plots"),
         sequences: Optional[Path] = typer.Option(None, help="graded sequences (the shared sequences.json format)"),
         ratings: Optional[Path] = typer.Option(None, help="human ratings CSV: sample,rater,<fed|alignment|fidelity|reg>..."),
         ratings_scores: Optional[Path] = typer.Option(
             None, help="samples.jsonl of a `fedbench score` run the ratings refer to (default: meta's probe rows)"),
-        labels: Optional[Path] = typer.Option(None, help="labelled faces CSV image,label for the recogniser check"),
+        labels: Optional[Path] = typer.Option(
+            None, help="labelled faces CSV image,label (paths relative to the CSV) for the recogniser check"),
         columns: Optional[str] = typer.Option(None, help="map fields to your columns: source=img,target=emotion"),
         allow_outside: bool = typer.Option(False, "--allow-outside", help="let paths leave the manifest's folder"),
         blend_k: str = typer.Option("0.25,0.5,0.75,1,1.5,2", help="pixel-blend probes S + k (G - S)"),
@@ -50,6 +74,12 @@ def register(app: typer.Typer) -> None:
         from fedbench.models.store import ArtifactError
 
         err, console = Console(stderr=True), Console()
+        if benchmark is None:
+            if labels is None:
+                err.print("[red]error[/] give --benchmark (the full meta-evaluation) or --labels (the recogniser alone)")
+                raise typer.Exit(2)
+            _labels_only(labels, out, PerceptionConfig(runtime=runtime), cache, err, console)
+            return
         try:
             opts = MetaOptions(
                 benchmark=benchmark, out=out, sequences=sequences, ratings=ratings, ratings_scores=ratings_scores,

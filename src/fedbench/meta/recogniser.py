@@ -9,6 +9,7 @@ from the same content-keyed cache as scoring, so faces already scored are not pe
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from fedbench.data.images import ImageReadError, decode_image
 from fedbench.data.manifest import Manifest
 from fedbench.faces.perception import ImageFeatures, PerceptionConfig, Perceiver
 from fedbench.labels import EXPRESSIONS, normalise_expression
+from fedbench.progress import track
 from fedbench.meta.sequences import SequenceFile
 from fedbench.store.features import FeatureCache, content_key, signature_hash
 
@@ -91,7 +93,8 @@ def read_labels_csv(path: str | Path) -> list[LabelledFace]:
     return faces
 
 
-def perceive_files(paths: list[Path], config: PerceptionConfig, cache_path: Path) -> dict[Path, ImageFeatures | str]:
+def perceive_files(paths: list[Path], config: PerceptionConfig, cache_path: Path, progress: bool = False
+                   ) -> dict[Path, ImageFeatures | str]:
     """Features of each file from the cache, perceiving (and caching) only the missing ones.
     A file that cannot be read maps to the reason instead."""
     sig = signature_hash(config.signature())
@@ -100,7 +103,8 @@ def perceive_files(paths: list[Path], config: PerceptionConfig, cache_path: Path
     out: dict[Path, ImageFeatures | str] = {}
     new: list[tuple[str, bytes]] = []
     try:
-        for p in dict.fromkeys(paths):
+        unique = list(dict.fromkeys(paths))
+        for p in track(unique, "perceiving", enabled=progress):
             try:
                 data = p.read_bytes()
             except OSError as exc:
@@ -126,34 +130,45 @@ def perceive_files(paths: list[Path], config: PerceptionConfig, cache_path: Path
     return out
 
 
+NO_FACE = "no_face"  # the prediction for a labelled image in which no face was found: wrong for every class
+
+
 def confusion(truth: list[str], predicted: list[str]) -> np.ndarray:
-    """7 x 7 counts, rows = true class, columns = predicted, EXPRESSIONS order."""
-    m = np.zeros((len(EXPRESSIONS), len(EXPRESSIONS)), dtype=int)
+    """7 x 8 counts, rows = true class, columns = predicted (EXPRESSIONS order, then no face found)."""
+    m = np.zeros((len(EXPRESSIONS), len(EXPRESSIONS) + 1), dtype=int)
     for t, p in zip(truth, predicted):
-        m[EXPRESSIONS.index(t), EXPRESSIONS.index(p)] += 1
+        m[EXPRESSIONS.index(t), len(EXPRESSIONS) if p == NO_FACE else EXPRESSIONS.index(p)] += 1
     return m
 
 
 def accuracy_report(truth: list[str], predicted: list[str]) -> dict[str, Any]:
-    """Accuracy, per-class accuracy (recall) and balanced accuracy over the classes present."""
+    """Accuracy, per-class accuracy (recall) and balanced accuracy over the classes present.
+    An image predicted NO_FACE counts in its class's total and is never correct."""
     cm = confusion(truth, predicted)
     per_class = {}
     for i, c in enumerate(EXPRESSIONS):
         n = int(cm[i].sum())
         if n:
-            per_class[c] = {"n": n, "correct": int(cm[i, i]), "accuracy": round(cm[i, i] / n, 4)}
+            per_class[c] = {"n": n, "correct": int(cm[i, i]), "no_face": int(cm[i, -1]),
+                            "accuracy": round(cm[i, i] / n, 4)}
     n = len(truth)
     return {
         "n": n,
-        "accuracy": round(float(np.trace(cm)) / n, 4) if n else None,
-        "balanced_accuracy": round(float(np.mean([v["accuracy"] for v in per_class.values()])), 4) if per_class else None,
+        "accuracy": round(float(np.trace(cm[:, : len(EXPRESSIONS)])) / n, 4) if n else None,
+        "balanced_accuracy": round(float(np.mean([cm[i, i] / cm[i].sum() for i in range(len(EXPRESSIONS))
+                                                  if cm[i].sum()])), 4) if per_class else None,
         "per_class": per_class,
-        "confusion": {"labels": list(EXPRESSIONS), "rows_true_columns_predicted": cm.tolist()},
+        "confusion": {"labels": list(EXPRESSIONS), "columns": [*EXPRESSIONS, NO_FACE],
+                      "rows_true_columns_predicted": cm.tolist()},
     }
 
 
+ENSEMBLE = "ensemble"
+
+
 def evaluate(faces: list[LabelledFace], features: dict[Path, ImageFeatures | str]) -> dict[str, Any]:
-    """Per labelled set (and all together): the ensemble's and each member's accuracy."""
+    """Per labelled set (and all together): the ensemble's and each member's accuracy. An image without a
+    face (or unreadable) is listed and counted wrong for every recogniser."""
     sets: dict[str, list[LabelledFace]] = {}
     for f in faces:
         sets.setdefault(f.origin, []).append(f)
@@ -163,20 +178,24 @@ def evaluate(faces: list[LabelledFace], features: dict[Path, ImageFeatures | str
     for name, group in sets.items():
         truth: list[str] = []
         preds: dict[str, list[str]] = {}
-        unusable = []
+        no_face = []
+        names = next((feats.member_names for f in group
+                      if isinstance(feats := features.get(f.path), ImageFeatures)), [])
         for f in group:
             feats = features.get(f.path)
+            truth.append(f.label)
             if not isinstance(feats, ImageFeatures) or not feats.faces:
-                unusable.append({"image": str(f.path), "where": f.where,
-                                 "reason": feats if isinstance(feats, str) else "no face found"})
+                no_face.append({"image": str(f.path), "where": f.where,
+                                "reason": feats if isinstance(feats, str) else "no face found"})
+                for m in [ENSEMBLE, *names]:
+                    preds.setdefault(m, []).append(NO_FACE)
                 continue
             face = feats.faces[0]  # the largest face, as the subject of a source
-            truth.append(f.label)
-            preds.setdefault("ensemble", []).append(EXPRESSIONS[int(np.argmax(face.emotion))])
+            preds.setdefault(ENSEMBLE, []).append(EXPRESSIONS[int(np.argmax(face.emotion))])
             for member, probs in zip(feats.member_names, face.members):
                 preds.setdefault(member, []).append(EXPRESSIONS[int(np.argmax(probs))])
         result[name] = {
-            "images": len(group), "unusable": unusable,
+            "images": len(group), "no_face": no_face,
             "by_recogniser": {m: accuracy_report(truth, p) for m, p in preds.items()},
         }
     return result
@@ -193,3 +212,23 @@ def collect(manifest: Manifest | None, seqs: SequenceFile | None, labels_csv: Pa
         faces += kept
         conflicts += bad
     return faces, conflicts
+
+
+def run_labels(labels_csv: Path, out: Path, config: PerceptionConfig, cache_path: Path,
+               progress: bool = False) -> dict[str, Any]:
+    """`fedbench meta --labels FILE.csv` on its own: every recogniser's accuracy on labelled faces, to
+    out/meta.json (the recogniser section of a full meta run) and out/meta.md."""
+    faces, conflicts = collect(None, None, labels_csv)
+    feats = perceive_files([f.path for f in faces], config, cache_path, progress=progress)
+    sets = evaluate(faces, feats)
+    meta = {"labels": str(Path(labels_csv).resolve()), "perception": config.model_dump(mode="json"),
+            "recogniser": {"sets": sets, "label_conflicts": conflicts,
+                           "recognisers": sorted({m for s in sets.values() for m in s["by_recogniser"]})}}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    from fedbench.meta.report import render_recogniser
+
+    (out / "meta.md").write_text("# Emotion recogniser\n\n" + "\n".join(render_recogniser(meta["recogniser"])) + "\n",
+                                 encoding="utf-8")
+    return meta

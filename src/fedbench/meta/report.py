@@ -91,30 +91,7 @@ def render_markdown(meta: dict[str, Any]) -> str:
             L.append(f"\n- skipped `{sk['id']}`: {sk['reason']}")
         L.append("")
 
-    rec = meta["recogniser"]
-    L += ["## Emotion recogniser", "",
-          "Accuracy of the ensemble and of each member alone (argmax) on labelled faces; per class: correct / images.", ""]
-    for name, st in rec["sets"].items():
-        by = st["by_recogniser"]
-        if not by:
-            L += [f"### {name}: no usable faces", ""]
-            continue
-        classes = [c for c in EXPRESSIONS if any(c in r["per_class"] for r in by.values())]
-        L += [f"### {name} ({st['images']} images)", ""]
-        L += _table(["recogniser", "accuracy", "balanced", *classes], [
-            [m, _f(r["accuracy"], 2), _f(r["balanced_accuracy"], 2),
-             *(f"{r['per_class'][c]['correct']}/{r['per_class'][c]['n']}" if c in r["per_class"] else "—" for c in classes)]
-            for m, r in by.items()])
-        cm = by["ensemble"]["confusion"]["rows_true_columns_predicted"]
-        used = [i for i, c in enumerate(EXPRESSIONS) if sum(cm[i]) or sum(row[i] for row in cm)]
-        L += ["", "Ensemble confusion (rows true, columns predicted):", ""]
-        L += _table(["true \\ predicted", *(EXPRESSIONS[j] for j in used)],
-                    [[EXPRESSIONS[i], *(str(cm[i][j]) for j in used)] for i in used if sum(cm[i])])
-        for u in st["unusable"]:
-            L.append(f"\n- unusable {u['image']} ({u['where']}): {u['reason']}")
-        L.append("")
-    for c in rec["label_conflicts"]:
-        L.append(f"- label conflict, left out: {c}")
+    L += render_recogniser(meta["recogniser"])
 
     h = meta.get("human")
     if h:
@@ -126,3 +103,33 @@ def render_markdown(meta: dict[str, Any]) -> str:
              _f(a["krippendorff_alpha_interval"]), _f(a["mean_pairwise_spearman"])] for d, a in h["agreement"].items()])
         L.append("")
     return "\n".join(L) + "\n"
+
+
+def render_recogniser(rec: dict) -> list[str]:
+    """The recogniser section: per labelled set, every recogniser's accuracy and the ensemble's confusion."""
+    L = ["## Emotion recogniser", "",
+         "Accuracy of the ensemble and of each member alone (argmax) on labelled faces; per class: correct / "
+         "images. An image in which no face is found counts as wrong.", ""]
+    for name, st in rec["sets"].items():
+        by = st["by_recogniser"]
+        if not by:
+            L += [f"### {name}: no labelled faces", ""]
+            continue
+        classes = [c for c in EXPRESSIONS if any(c in r["per_class"] for r in by.values())]
+        L += [f"### {name} ({st['images']} images, {len(st['no_face'])} without a face)", ""]
+        L += _table(["recogniser", "accuracy", "balanced", *classes], [
+            [m, _f(r["accuracy"], 2), _f(r["balanced_accuracy"], 2),
+             *(f"{r['per_class'][c]['correct']}/{r['per_class'][c]['n']}" if c in r["per_class"] else "—" for c in classes)]
+            for m, r in by.items()])
+        conf = by["ensemble"]["confusion"]
+        cm, columns = conf["rows_true_columns_predicted"], conf["columns"]
+        used = [j for j in range(len(columns)) if any(row[j] for row in cm) or (j < len(cm) and sum(cm[j]))]
+        L += ["", "Ensemble confusion (rows true, columns predicted):", ""]
+        L += _table(["true \\ predicted", *(columns[j] for j in used)],
+                    [[EXPRESSIONS[i], *(str(cm[i][j]) for j in used)] for i in range(len(cm)) if sum(cm[i])])
+        for u in st["no_face"]:
+            L.append(f"\n- no face: {u['image']} ({u['where']}): {u['reason']}")
+        L.append("")
+    for c in rec["label_conflicts"]:
+        L.append(f"- label conflict, left out: {c}")
+    return L
