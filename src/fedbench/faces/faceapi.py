@@ -215,10 +215,11 @@ class FaceApiCNN:
     threads: int = 1
     margin: float = 0.2
     name: str = "faceapi-cnn"
-    version: str = "face-api-1.7.15"
+    version: str = ""  # the weights' release and the crop margin, filled in below
     labels: tuple[str, ...] = LABELS
 
     def __post_init__(self) -> None:
+        self.version = self.version or f"face-api-1.7.15+margin{self.margin:g}"
         self._net = OpenVinoNetwork(faceapi_onnx(), self.threads)
 
     def predict_crop(self, crop: np.ndarray) -> np.ndarray:
