@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import time
 from pathlib import Path
 
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--probs-out", type=Path, default=None)
     parser.add_argument("--probs-margin", type=float, default=None, help="margin for --probs-out (default: first)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--timing", type=int, default=300,
+                        help="then time this many calls on one dev crop at --probs-margin (median, 10th percentile)")
     args = parser.parse_args()
     margins = [float(m) for m in args.margins.split(",")]
     probs_margin = margins[0] if args.probs_margin is None else args.probs_margin
@@ -74,6 +77,7 @@ def main() -> None:
     landmarker = FaceLandmarker()
     members = {m: FaceApiCNN(margin=m) for m in margins}
     truth_all = [f.label for f in faces]
+    timing_crop: np.ndarray | None = None
     truth: list[str] = []
     preds: dict[float, list[str]] = {m: [] for m in margins}
     seconds: dict[float, float] = {m: 0.0 for m in margins}
@@ -90,6 +94,8 @@ def main() -> None:
             boxes = [bounding_box(f.landmarks) for f in found]
             box = max(boxes, key=box_area).astype(np.float64) * np.array([w, h, w, h])
             truth.append(face.label)
+            if timing_crop is None:
+                timing_crop = face_crop(rgb, box, probs_margin)
             for m, member in members.items():
                 t0 = time.perf_counter()
                 probs = member.predict_crop(face_crop(rgb, box, m))
@@ -101,6 +107,22 @@ def main() -> None:
     finally:
         landmarker.close()
 
+    timing = {}
+    if args.timing and timing_crop is not None:
+        # the in-loop ms/face shares the CPU with the landmarker; this times the member by itself
+        member = members[probs_margin]
+        for _ in range(20):
+            member.predict_crop(timing_crop)
+        ms = []
+        for _ in range(args.timing):
+            t0 = time.perf_counter()
+            member.predict_crop(timing_crop)
+            ms.append(1000 * (time.perf_counter() - t0))
+        timing = {"calls": args.timing, "crop": list(timing_crop.shape),
+                  "median_ms": round(float(np.median(ms)), 2), "p10_ms": round(float(np.percentile(ms, 10)), 2),
+                  "load_average_1min": round(os.getloadavg()[0], 1)}
+        print(f"faceapi-cnn alone, {args.timing} calls: median {timing['median_ms']} ms, "
+              f"10th percentile {timing['p10_ms']} ms (load average {timing['load_average_1min']})")
     results = {}
     for m in margins:
         rep = report_counting_missing(truth_all, truth, preds[m])
@@ -119,13 +141,15 @@ def main() -> None:
     Console(width=160).print(table)
     if args.json:
         args.json.write_text(json.dumps({"labels": str(args.labels), "member": "faceapi-cnn",
-                                         "results_by_margin": results}, indent=2))
+                                         "results_by_margin": results, "timing": timing}, indent=2))
     if args.probs_out:
         args.probs_out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.probs_out, "w", newline="") as fh:
+        partial = args.probs_out.with_name(args.probs_out.name + f".partial-{os.getpid()}")
+        with open(partial, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["image", *EXPRESSIONS])
             writer.writerows(rows)
+        os.replace(partial, args.probs_out)  # a reader never sees half a file
         print(f"probabilities (margin {probs_margin:g}) written to {args.probs_out}")
 
 

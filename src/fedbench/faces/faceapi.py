@@ -177,18 +177,21 @@ def to_net_input(crop: np.ndarray) -> np.ndarray:
     Returns (1, 112, 112, 3) float32, RGB 0..255.
     """
     h, w = crop.shape[:2]
-    img = crop.astype(np.float32)
+    img = crop
     if h != w:
         diff = abs(h - w)
         after = math.floor(diff * 0.5 + 0.5)  # JS Math.round; the remainder goes before
         pads = [(diff - after, after), (0, 0)] if h < w else [(0, 0), (diff - after, after)]
         img = np.pad(img, pads + [(0, 0)])
     side = img.shape[0]
-    if side != INPUT_SIZE:
-        lo, hi, f = _bilinear_axis(side, INPUT_SIZE)
-        rows = img[lo] * (1 - f[:, :, None]) + img[hi] * f[:, :, None]
-        img = rows[:, lo] * (1 - f[None]) + rows[:, hi] * f[None]
-    return img[None].astype(np.float32)
+    if side == INPUT_SIZE:
+        return img[None].astype(np.float32)
+    lo, hi, f = _bilinear_axis(side, INPUT_SIZE)
+    f32 = f.astype(np.float32)
+    # rows first, on the uint8 image: only 2 x 112 of them are ever read
+    rows = img[lo].astype(np.float32) * (1 - f32[:, :, None]) + img[hi].astype(np.float32) * f32[:, :, None]
+    out = rows[:, lo] * (1 - f32[None]) + rows[:, hi] * f32[None]
+    return out[None]
 
 
 def face_crop(rgb: np.ndarray, box_px: np.ndarray, margin: float) -> np.ndarray:
@@ -213,7 +216,7 @@ class FaceApiCNN:
     (measured on the dev faces, benchmarks/member_accuracy.py)."""
 
     threads: int = 1
-    margin: float = 0.2
+    margin: float = 0.4
     name: str = "faceapi-cnn"
     version: str = ""  # the weights' release and the crop margin, filled in below
     labels: tuple[str, ...] = LABELS
