@@ -212,8 +212,14 @@ def face_crop(rgb: np.ndarray, box_px: np.ndarray, margin: float) -> np.ndarray:
 @dataclass
 class FaceApiCNN:
     """face-api's expression net on the landmark box; labels neutral, happy, sad, angry, fearful,
-    disgusted, surprised. `margin`: padding of the Face Landmarker box, a fraction of its size
-    (measured on the dev faces, benchmarks/member_accuracy.py)."""
+    disgusted, surprised.
+
+    `margin`: padding of the Face Landmarker box, a fraction of its width and height. face-api pads
+    its 68-point box by 0.2; the Face Landmarker's box also spans the forehead, and on the dev faces
+    in the wild 0.3-0.5 came out best (0.4 in the middle; benchmarks/member_accuracy.py). There
+    is no second runtime: PerceptionConfig.runtime="reference" still runs this net on OpenVINO,
+    whose outputs a test holds to the original tfjs code.
+    """
 
     threads: int = 1
     margin: float = 0.4
