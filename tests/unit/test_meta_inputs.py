@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from fedbench.meta.recogniser import LabelError, accuracy_report, read_labels_csv
+from fedbench.meta.recogniser import NO_FACE, LabelError, accuracy_report, read_labels_csv
 from fedbench.meta.sequences import SequenceError, analyse, read_sequences
 
 
@@ -58,9 +58,36 @@ def test_labels_csv_names_each_bad_row(tmp_path):
 
 def test_accuracy_report_counts_per_class():
     rep = accuracy_report(["happy", "happy", "sad", "fear"], ["happy", "sad", "sad", "angry"])
-    assert rep["accuracy"] == 0.5 and rep["per_class"]["happy"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert rep["accuracy"] == 0.5 and rep["per_class"]["happy"] == {"n": 2, "correct": 1, "no_face": 0, "accuracy": 0.5}
     assert rep["balanced_accuracy"] == pytest.approx((0.5 + 1 + 0) / 3, abs=1e-4)
     assert sum(map(sum, rep["confusion"]["rows_true_columns_predicted"])) == 4
+
+
+def test_accuracy_report_counts_a_face_not_found_as_wrong():
+    rep = accuracy_report(["happy", "happy", "sad", "sad"], ["happy", NO_FACE, "sad", NO_FACE])
+    assert rep["per_class"]["happy"] == {"n": 2, "correct": 1, "no_face": 1, "accuracy": 0.5}
+    assert rep["balanced_accuracy"] == pytest.approx(0.5) and rep["accuracy"] == pytest.approx(0.5)
+    cm = rep["confusion"]
+    assert cm["columns"][-1] == NO_FACE and [row[-1] for row in cm["rows_true_columns_predicted"]][1:3] == [1, 1]
+
+
+def test_meta_labels_alone_is_a_clear_error_without_either_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from fedbench.cli import app
+
+    res = CliRunner().invoke(app, ["meta", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "--labels" in res.output
+
+
+def test_meta_labels_bad_row_is_named(tmp_path):
+    from typer.testing import CliRunner
+
+    from fedbench.cli import app
+
+    (tmp_path / "l.csv").write_text("image,label\nmissing.png,happy\n")
+    res = CliRunner().invoke(app, ["meta", "--labels", str(tmp_path / "l.csv"), "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "row 2" in res.output and "missing.png" in res.output
 
 
 def _rows(gains, regs=None):

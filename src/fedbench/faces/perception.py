@@ -39,7 +39,7 @@ class PerceptionConfig(BaseModel):
     identity_model: Path | None = Field(None, description="ONNX file for identity='arcface-onnx'")
     identity_threshold: float | None = Field(None, description="different-person cosine (c0) override")
     emotion_members: list[Literal["fer-cnn", "facex-cnn", "blendshape-prototype", "faceapi-cnn"]] = [
-        "fer-cnn", "facex-cnn", "blendshape-prototype",
+        "fer-cnn", "facex-cnn", "faceapi-cnn", "blendshape-prototype",
     ]
     emotion_weights: list[float] | None = None
     emotion_head: Literal["fusion-v1", "mean"] = Field(

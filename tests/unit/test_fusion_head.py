@@ -1,0 +1,106 @@
+"""The emotion fusion head: its fitting arithmetic, and the shipped artifact refits bit for bit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedbench.faces import fusion
+from fedbench.faces.emotion import BlendshapePrototype, EmotionEnsemble
+from fedbench.labels import EXPRESSIONS
+
+REPO = Path(__file__).resolve().parents[2]
+TABLE = REPO / "benchmarks/data/fusion_head_v1_features.npz"
+
+
+def _table() -> dict[str, np.ndarray]:
+    with np.load(TABLE, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_shipped_head_refits_bit_for_bit_from_its_feature_table():
+    t = _table()
+    body = json.loads(fusion.head_text())
+    weights = fusion.fit_head(t["x"], t["offset"], t["label"][t["found"]], body["cross_validation"]["ridge"])
+    shipped = fusion.load_head().weights
+    assert np.array_equal(weights.W, shipped.W)
+    assert np.array_equal(weights.b, shipped.b)
+    assert np.array_equal(weights.mean, shipped.mean) and np.array_equal(weights.scale, shipped.scale)
+    assert weights.a == shipped.a
+    assert body["fitted_on"]["faces"] == int(t["found"].sum())
+    assert body["cnn_members"] == list(fusion.load_head().cnn_members)
+
+
+def test_head_artifact_records_cross_validated_figures_for_every_class():
+    body = json.loads(fusion.head_text())
+    cv = body["cross_validation"]
+    assert set(cv["per_class"]) == set(EXPRESSIONS)
+    for c in cv["per_class"].values():
+        assert 0.0 <= c["accuracy"] <= 1.0 and 0.0 <= c["calibration_error"] <= 1.0
+    # the chosen ridge is the best of the grid, on the grouped CV
+    assert cv["balanced_accuracy"] == max(g["balanced_accuracy"] for g in body["ridge_grid"])
+
+
+def test_group_folds_keep_each_person_in_one_fold():
+    groups = np.array(["a", "a", "b", "c", "c", "c", "d", "e"])
+    folds = fusion.group_folds(groups, 3, seed=1)
+    for g in set(groups.tolist()):
+        assert len(set(folds[groups == g].tolist())) == 1
+    assert np.array_equal(folds, fusion.group_folds(groups, 3, seed=1))
+
+
+def test_balanced_weights_give_each_class_equal_total():
+    y = np.array([0, 0, 0, 0, 1, 2, 2])
+    w = fusion.balanced_weights(y)
+    totals = np.bincount(y, weights=w)
+    assert np.allclose(totals[totals > 0], totals[0])
+
+
+def test_strong_ridge_returns_the_members_prior():
+    """With W and b pinned to 0 the head is the members' mean at a fitted temperature: the regularisation
+    pulls toward what they know."""
+    rng = np.random.default_rng(0)
+    prior = rng.dirichlet(np.ones(7), size=200)
+    y = np.array([rng.choice(7, p=p) for p in prior])
+    x = rng.normal(size=(200, 5))
+    w = fusion.fit_head(x, np.log(prior), y, ridge=1e6, bias_ridge=1e6)
+    assert np.abs(w.W).max() < 1e-6 and np.abs(w.b).max() < 1e-6
+    assert 0.7 < w.a < 1.3  # labels drawn from the prior: about its own temperature
+    assert np.allclose(w.predict(x, np.log(prior)), fusion.softmax(w.a * np.log(prior)))
+
+
+def test_head_learns_a_signal_the_prior_lacks():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 7, size=700)
+    x = np.eye(7)[y] * 2.0 + rng.normal(scale=0.5, size=(700, 7))
+    flat = np.log(np.full((700, 7), 1 / 7))
+    w = fusion.fit_head(x, flat, y, ridge=1e-3)
+    assert (w.predict(x, flat).argmax(axis=1) == y).mean() > 0.9
+
+
+def test_calibration_error_is_small_for_calibrated_forecasts_and_large_for_overconfident_ones():
+    rng = np.random.default_rng(2)
+    prob = rng.dirichlet(np.ones(7) * 0.5, size=4000)
+    y = np.array([rng.choice(7, p=p) for p in prob])
+    assert fusion.expected_calibration_error(prob, y) < 0.05
+    sharp = np.eye(7)[prob.argmax(axis=1)] * 0.999 + 0.001 / 7
+    assert fusion.expected_calibration_error(sharp, y) > 0.2
+    assert fusion.classwise_calibration_error(prob, y, 0) < 0.05
+
+
+def test_geometry_is_invariant_to_the_face_s_position_roll_and_scale():
+    rng = np.random.default_rng(3)
+    pts = rng.uniform(100, 300, size=(478, 2))
+    theta = 0.3
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    moved = (pts @ rot.T) * 1.7 + [40.0, -25.0]
+    assert np.allclose(fusion.geometry_features(pts), fusion.geometry_features(moved))
+    assert len(fusion.geometry_features(pts)) == len(fusion.GEOMETRY_NAMES)
+
+
+def test_ensemble_refuses_a_head_whose_members_are_missing():
+    with pytest.raises(ValueError, match="fer-cnn"):
+        EmotionEnsemble([BlendshapePrototype()], head=fusion.load_head())
