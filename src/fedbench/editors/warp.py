@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from scipy.interpolate import RBFInterpolator
 
-from fedbench.editors.base import EditRequest, EditResult, Editor
+from fedbench.editors.base import EditRequest, EditResult, Editor, decode_full
 
 # MediaPipe face-mesh indices ("left" = image left = the subject's right).
 _MOUTH_L, _MOUTH_R = 61, 291
@@ -194,7 +194,9 @@ class WarpEditor(Editor):
     """
 
     description = "training-free landmark warp along per-expression displacement fields"
-    version = "1"
+    # 2: landmarks come from the shared perception service (its working copy, padded retry for
+    # tight crops), so an edit of a large or tightly cropped source can differ from version 1's.
+    version = "2"
 
     def __init__(self, strength: float = 1.0, checkpoint: str | None = None) -> None:
         self.fields = WarpFields.load(Path(checkpoint)) if checkpoint else WarpFields.reference()
@@ -204,21 +206,21 @@ class WarpEditor(Editor):
                          fitted=bool(self.fields.meta.get("fitted", True)))
         self.checkpoint = checkpoint
         self.strength = float(strength)
-        self._landmarker: Any = None
+        self._perception: Any = None
 
-    def _landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
-        if self._landmarker is None:
-            from fedbench.faces.landmarks import FaceLandmarker
+    def _landmarks(self, data: bytes, rgb: np.ndarray) -> np.ndarray | None:
+        # From the shared feature cache (default config and cache): a source scored before is not
+        # perceived again, and one perceived here is found there when its edit is scored.
+        if self._perception is None:
+            from fedbench.faces.service import PerceptionService
 
-            self._landmarker = FaceLandmarker(max_faces=1)
-        faces = self._landmarker.detect(rgb)
-        if not faces:
-            return None
-        return faces[0].landmarks[:, :2].astype(np.float64) * [rgb.shape[1], rgb.shape[0]]
+            self._perception = PerceptionService()
+        return self._perception.landmarks_px(data, (rgb.shape[1], rgb.shape[0]))
 
     def edit(self, request: EditRequest) -> EditResult:
-        rgb = request.source_rgb()
-        pts = self._landmarks(rgb)
+        data = request.source.read_bytes()
+        rgb = decode_full(data)
+        pts = self._landmarks(data, rgb)
         if pts is None:
             return EditResult.failed("no face found in the source")
         field = self.fields.lookup(request.target, request.source_expression)
@@ -230,6 +232,6 @@ class WarpEditor(Editor):
         return {"mediapipe": mediapipe.__version__, "opencv": cv2.__version__}
 
     def close(self) -> None:
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
+        if self._perception is not None:
+            self._perception.close()
+            self._perception = None

@@ -1,49 +1,31 @@
-"""Perception inside a build worker: the scoring backbones, with features cached by file content in
-the build's own cache (so the label and verification stages never perceive an image twice)."""
+"""Perception inside a build worker: the shared perception service over the build's own feature cache
+(so the label and verification stages never perceive an image twice)."""
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("GLOG_minloglevel", "2")
-
 from pathlib import Path
 
-from fedbench.data.images import ImageReadError, decode_image
+from fedbench.data.images import ImageReadError
 from fedbench.engine.stage import Stage
-from fedbench.faces.perception import ImageFeatures, PerceptionConfig, Perceiver
-from fedbench.store.features import FeatureCache, content_key, signature_hash
+from fedbench.faces.perception import PerceptionConfig
+from fedbench.faces.service import PerceptionService
 
 
-class CachedPerceiver:
+class CachedPerceiver(PerceptionService):
+    """A build worker's service: one thread (one worker per core already), features written at once
+    (each build worker writes its own rows; the stages read what the earlier ones wrote)."""
+
     def __init__(self, cache_path: Path, config: PerceptionConfig | None = None) -> None:
         import cv2
 
         cv2.setNumThreads(1)  # one worker per core already
-        self.config = config or PerceptionConfig()
-        self.perceiver = Perceiver(self.config, threads=1)
-        self.cache = FeatureCache(cache_path)
-        self.sig = signature_hash(self.config.signature())
+        super().__init__(config, cache_path, threads=1)
 
     def features(self, path: Path, want_rgb: bool = False):
-        """(features, rgb or None). Raises OSError / ImageReadError for unreadable files."""
-        data = Path(path).read_bytes()
-        key = content_key(data, self.sig)
-        cached = self.cache.get(key)
-        if cached is not None and not want_rgb:
-            return cached, None
-        rgb = decode_image(data, self.config.max_side).rgb
-        if cached is not None:
-            return cached, rgb
-        feats: ImageFeatures = self.perceiver.perceive(rgb)
-        self.cache.put_many([(key, feats.to_bytes())])
-        return feats, rgb
-
-    def close(self) -> None:
-        self.perceiver.close()
-        self.cache.close()
-
-
+        try:
+            return super().features(path, want_rgb)
+        finally:
+            self.flush()
 
 
 class PerceivingStage(Stage):

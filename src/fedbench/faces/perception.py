@@ -8,24 +8,38 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
+import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
-from fedbench.data.images import decode_image
 from fedbench.faces.emotion import BlendshapePrototype, EmotionEnsemble, FacexCNN, FerCNN, grey_of
 from fedbench.faces.faceapi import FaceApiCNN
 from fedbench.faces.geometry import box_area, box_iou, bounding_box
 from fedbench.faces.identity import OnnxArcFace, SFace
-from fedbench.faces.landmarks import FaceLandmarker
+from fedbench.faces.landmarks import FaceLandmarker, FaceObservation
 from fedbench.faces.quality import laplacian_quality
+from fedbench.models.store import ARTIFACTS
 
-PERCEPTION_VERSION = "1"  # bump when anything below changes the numbers for the same config
+# Bump when anything below changes the numbers for the same config. 2: a frame without a face is
+# padded and searched again (tight crops), and the padding is recorded.
+PERCEPTION_VERSION = "2"
+
+# Native libraries whose version can change a perceived number for the same model files: the
+# landmarker (mediapipe), OpenVINO and LiteRT runtimes, and OpenCV (decoding, resizing, crops, SFace
+# on the reference runtime). Every OpenCV distribution is listed: whichever is installed is keyed.
+PERCEPTION_LIBRARIES: tuple[str, ...] = (
+    "mediapipe", "openvino", "ai-edge-litert",
+    "opencv-contrib-python", "opencv-python", "opencv-python-headless", "opencv-contrib-python-headless",
+)
 
 ImageStatus = Literal["ok", "no_face", "multi_face"]
+PadMode = Literal["replicate", "grey"]  # what fills the border of a padded retry
 
 
 class PerceptionConfig(BaseModel):
@@ -46,9 +60,27 @@ class PerceptionConfig(BaseModel):
         "fusion-v1", description="fusion-v1: the calibrated head over the members, blendshapes and face shape "
         "(faces/fusion.py); mean: the members' (weighted) mean")
     max_faces: int = Field(4, ge=1)
+    # Measured on the faces-in-the-wild dev images and tight crops of them (benchmarks/tight_crops.py,
+    # docs/perception.md): mid-grey recovers more than repeated edges, and the two sizes find different faces.
+    pad_retry: list[Annotated[float, Field(gt=0.0, le=1.0)]] = Field(
+        [0.15, 0.5], description="when no face is found, pad each side by each fraction of the long side in "
+        "turn and search again until a face is found (a face that fills the frame is missed otherwise); "
+        "[] turns it off")
+    pad_mode: PadMode = Field(
+        "grey", description="what fills the padding: mid-grey, or the edge pixels repeated")
+
+    def artifacts(self) -> list[str]:
+        """Names of the model-store artifacts these backbones load (the store verifies each file
+        against its pinned sha256 on every load, so the pinned digest is the file's digest)."""
+        names = ["face-landmarker"]
+        if self.identity == "sface":
+            names.append("sface")
+        return names + [m for m in self.emotion_members if m in ARTIFACTS]
 
     def signature(self) -> str:
-        """Stable text that keys the feature cache: same signature, same numbers."""
+        """Stable text that keys the feature cache: same signature, same numbers. Besides the config
+        it holds the versions of the native libraries and the sha256 of every model file used, so a
+        changed library or model is perceived afresh instead of mixing with old features."""
         parts = self.model_dump(mode="json")
         if self.identity_model is not None:
             from fedbench.models.store import sha256_of
@@ -58,8 +90,22 @@ class PerceptionConfig(BaseModel):
             from fedbench.faces.fusion import load_head
 
             parts["emotion_head_sha256"] = load_head().sha256
+        parts["artifacts"] = {n: ARTIFACTS[n].sha256 for n in self.artifacts()}
+        parts["libraries"] = library_versions()
         parts["perception_version"] = PERCEPTION_VERSION
         return json.dumps(parts, sort_keys=True)
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed version of each library in PERCEPTION_LIBRARIES (None: not installed)."""
+    return {d: _dist_version(d) for d in PERCEPTION_LIBRARIES}
 
 
 @dataclass
@@ -79,6 +125,9 @@ class ImageFeatures:
     size: tuple[int, int]  # working copy (w, h)
     faces: list[FaceFeatures]
     member_names: list[str]
+    # Pixels of border added on each side of the working copy before the faces were found (0: the
+    # frame as it is). Landmarks and boxes are always in the unpadded frame's coordinates.
+    padding: int = 0
 
     def primary(self, reference_box: np.ndarray | None = None) -> FaceFeatures | None:
         """The largest face, or with a reference box the face that overlaps it best."""
@@ -93,7 +142,8 @@ class ImageFeatures:
         buf = io.BytesIO()
         arrays: dict[str, np.ndarray] = {
             "meta": np.frombuffer(
-                json.dumps({"status": self.status, "size": list(self.size), "members": self.member_names}).encode(),
+                json.dumps({"status": self.status, "size": list(self.size), "members": self.member_names,
+                            "padding": self.padding}).encode(),
                 dtype=np.uint8,
             )
         }
@@ -124,7 +174,43 @@ class ImageFeatures:
                             quality=float(z["quality"][i]),
                         )
                     )
-        return cls(status=meta["status"], size=tuple(meta["size"]), faces=faces, member_names=meta["members"])
+        return cls(status=meta["status"], size=tuple(meta["size"]), faces=faces, member_names=meta["members"],
+                   padding=int(meta.get("padding", 0)))  # blobs written before padding existed had none
+
+
+def pad_frame(rgb: np.ndarray, fraction: float, mode: PadMode) -> tuple[np.ndarray, int]:
+    """`rgb` with a border of `fraction` of its long side on every side, and that border in pixels."""
+    h, w = rgb.shape[:2]
+    pad = max(1, int(round(fraction * max(h, w))))
+    if mode == "grey":
+        return cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128)), pad
+    return cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE), pad
+
+
+def unpad_observations(found: list[FaceObservation], pad: int, w: int, h: int) -> list[FaceObservation]:
+    """Landmarks found in a frame padded by `pad` pixels, back in the w x h original's normalised
+    coordinates: x' = (x * (w + 2 pad) - pad) / w. MediaPipe's z is on x's scale: rescaled alike."""
+    pw, ph = w + 2 * pad, h + 2 * pad
+    scale = np.array([pw / w, ph / h, pw / w], dtype=np.float64)
+    offset = np.array([pad / w, pad / h, 0.0], dtype=np.float64)
+    return [FaceObservation(landmarks=(o.landmarks.astype(np.float64) * scale - offset).astype(np.float32),
+                            blendshapes=o.blendshapes) for o in found]
+
+
+def detect_with_padding(landmarker: FaceLandmarker, rgb: np.ndarray, fractions: Sequence[float], mode: PadMode
+                        ) -> tuple[list[FaceObservation], int]:
+    """Faces in `rgb`, and the padding (pixels per side) it took to find them. A face that fills the
+    frame leaves the detector no outline to see; padding the frame by each fraction in turn and
+    looking again finds most such faces. Landmarks come back in the coordinates of `rgb` (they may
+    reach past its edges)."""
+    found = landmarker.detect(rgb)
+    h, w = rgb.shape[:2]
+    for fraction in fractions if not found else ():
+        padded, pad = pad_frame(rgb, fraction, mode)
+        found = landmarker.detect(padded)
+        if found:
+            return unpad_observations(found, pad, w, h), pad
+    return found, 0
 
 
 class Perceiver:
@@ -162,9 +248,13 @@ class Perceiver:
     def identity_threshold(self) -> float:
         return self.identity.threshold
 
+    def detect(self, rgb: np.ndarray) -> tuple[list[FaceObservation], int]:
+        """Faces in `rgb` and the padding it took to find them (see `detect_with_padding`)."""
+        return detect_with_padding(self.landmarker, rgb, self.config.pad_retry, self.config.pad_mode)
+
     def perceive(self, rgb: np.ndarray) -> ImageFeatures:
         h, w = rgb.shape[:2]
-        observations = self.landmarker.detect(rgb)
+        observations, padding = self.detect(rgb)
         grey = grey_of(rgb)
         scale = np.array([w, h], dtype=np.float64)
         faces = []
@@ -182,8 +272,5 @@ class Perceiver:
             )
         faces.sort(key=lambda f: -box_area(f.box))
         status: ImageStatus = "no_face" if not faces else ("multi_face" if len(faces) > 1 else "ok")
-        return ImageFeatures(status=status, size=(w, h), faces=faces, member_names=self.emotion.names)
-
-    def perceive_bytes(self, data: bytes) -> tuple[ImageFeatures, np.ndarray]:
-        rgb = decode_image(data, self.config.max_side).rgb
-        return self.perceive(rgb), rgb
+        return ImageFeatures(status=status, size=(w, h), faces=faces, member_names=self.emotion.names,
+                             padding=padding)

@@ -20,11 +20,13 @@ from fedbench.data.images import ImageReadError, decode_image
 from fedbench.data.manifest import Manifest, Triplet
 from fedbench.editors.probes import pixel_blend
 from fedbench.editors.warp import warp_expression
-from fedbench.faces.geometry import box_area, bounding_box
+from fedbench.faces.perception import PerceptionConfig
+from fedbench.faces.service import PerceptionService
 from fedbench.metrics.single import pixel_l1_similarity, ssim_similarity
 from fedbench.scoring.edits import EDIT_EXTENSIONS
 
 ProbeKind = Literal["lazy", "oracle", "under", "copy", "over", "warp"]
+PerceptionSpec = tuple[PerceptionConfig | None, Path | None] | None  # (config, feature cache file)
 
 BLEND_KS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 WARP_STRENGTHS: tuple[float, ...] = (0.5, 1.0, 2.0)
@@ -100,38 +102,23 @@ def _named(stem: Path, suffix: str) -> Path:
     return stem.parent / (stem.name + suffix)
 
 
-class _SourceLandmarks:
-    """Face Landmarker points of each source (largest face), computed once per source file."""
-
-    def __init__(self) -> None:
-        self._landmarker = None
-        self._memo: dict[Path, np.ndarray | None] = {}
-
-    def __call__(self, path: Path, rgb: np.ndarray) -> np.ndarray | None:
-        if path not in self._memo:
-            if self._landmarker is None:
-                from fedbench.faces.landmarks import FaceLandmarker
-
-                self._landmarker = FaceLandmarker(max_faces=4)
-            faces = self._landmarker.detect(rgb)
-            if not faces:
-                self._memo[path] = None
-            else:
-                face = max(faces, key=lambda f: box_area(bounding_box(f.landmarks)))
-                self._memo[path] = face.landmarks[:, :2].astype(np.float64) * [rgb.shape[1], rgb.shape[0]]
-        return self._memo[path]
-
-    def close(self) -> None:
-        if self._landmarker is not None:
-            self._landmarker.close()
-
-
-def _make_group(triplets: list[Triplet], out: Path, probes: list[Probe]) -> ProbeSet:
-    """Every probe of some triplets (those of one source, usually: its landmarks are found once)."""
+def _make_group(triplets: list[Triplet], out: Path, probes: list[Probe], perception: PerceptionSpec = None
+                ) -> ProbeSet:
+    """Every probe of some triplets (those of one source, usually). The warp probes' source landmarks
+    come from the shared perception service: found once per source, and cached for the scoring."""
     edits: list[ProbeEdit] = []
     skipped: list[dict[str, str]] = []
-    landmarks = _SourceLandmarks()
+    config, cache_path = perception or (None, None)
+    service: PerceptionService | None = None
+    landmarks: dict[Path, np.ndarray | None] = {}
     decoded: dict[Path, np.ndarray] = {}
+
+    def landmarks_of(path: Path, rgb: np.ndarray) -> np.ndarray | None:
+        nonlocal service
+        if path not in landmarks:
+            service = service or PerceptionService(config, cache_path)
+            landmarks[path] = service.landmarks_px(path.read_bytes(), (rgb.shape[1], rgb.shape[0]))
+        return landmarks[path]
 
     def rgb_of(path: Path) -> np.ndarray:
         if path not in decoded:
@@ -152,7 +139,7 @@ def _make_group(triplets: list[Triplet], out: Path, probes: list[Probe]) -> Prob
                         path, e = _copy(t.ground_truth, stem), g
                     elif p.kind == "warp":
                         s = rgb_of(t.source)
-                        pts = landmarks(t.source, s)
+                        pts = landmarks_of(t.source, s)
                         if pts is None:
                             skipped.append({"probe": p.name, "id": t.id, "reason": "no face in the source to warp"})
                             continue
@@ -174,21 +161,24 @@ def _make_group(triplets: list[Triplet], out: Path, probes: list[Probe]) -> Prob
                 pixel = {"pixel_l1_to_gt": pixel_l1_similarity(e, g), "ssim_to_gt": ssim_similarity(e, g)}
                 edits.append(ProbeEdit(p.name, t, path, pixel))
     finally:
-        landmarks.close()
+        if service is not None:
+            service.close()
     return ProbeSet(edits, skipped)
 
 
-def _make_group_task(args: tuple[list[Triplet], Path, list[Probe]]) -> ProbeSet:
+def _make_group_task(args: tuple[list[Triplet], Path, list[Probe], PerceptionSpec]) -> ProbeSet:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
     return _make_group(*args)
 
 
-def make_probes(manifest: Manifest, out: Path, probes: list[Probe], workers: int = 1) -> ProbeSet:
+def make_probes(manifest: Manifest, out: Path, probes: list[Probe], workers: int = 1,
+                perception: PerceptionSpec = None) -> ProbeSet:
     """Write every probe image under `out/<probe>/<triplet id>.<ext>`; list what could not be made.
     Triplets are grouped by source and the groups shared among `workers` processes; the result is in
-    manifest order, whatever the number of workers."""
+    manifest order, whatever the number of workers. `perception`: (config, feature cache) whose
+    landmarks the warp probes use, the scoring run's (default: the default config and cache)."""
     for p in probes:
         (out / p.name).mkdir(parents=True, exist_ok=True)
     by_source: dict[Path, list[Triplet]] = {}
@@ -197,14 +187,14 @@ def make_probes(manifest: Manifest, out: Path, probes: list[Probe], workers: int
     groups = list(by_source.values())
     workers = max(1, min(workers, len(groups)))
     if workers == 1:
-        parts = [_make_group(g, out, probes) for g in groups]
+        parts = [_make_group(g, out, probes, perception) for g in groups]
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn: MediaPipe's threads do not survive a fork (as in the scorer's pool).
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            parts = list(pool.map(_make_group_task, [(g, out, probes) for g in groups]))
+            parts = list(pool.map(_make_group_task, [(g, out, probes, perception) for g in groups]))
     order = {t.id: n for n, t in enumerate(manifest)}
     rank = {p.name: n for n, p in enumerate(probes)}
     edits = sorted((e for part in parts for e in part.edits), key=lambda e: (order[e.triplet.id], rank[e.probe]))

@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from fedbench.data.images import ImageReadError, decode_image
 from fedbench.data.manifest import Manifest
-from fedbench.faces.perception import ImageFeatures, PerceptionConfig, Perceiver
+from fedbench.faces.perception import ImageFeatures, PerceptionConfig
+from fedbench.faces.service import PerceptionService
 from fedbench.labels import EXPRESSIONS, normalise_expression
-from fedbench.progress import track
+from fedbench.progress import progress_bar
 from fedbench.meta.sequences import SequenceFile
-from fedbench.store.features import FeatureCache, content_key, signature_hash
 
 
 class LabelError(ValueError):
@@ -93,41 +92,14 @@ def read_labels_csv(path: str | Path) -> list[LabelledFace]:
     return faces
 
 
-def perceive_files(paths: list[Path], config: PerceptionConfig, cache_path: Path, progress: bool = False
-                   ) -> dict[Path, ImageFeatures | str]:
+def perceive_files(paths: list[Path], config: PerceptionConfig, cache_path: Path,
+                   progress: bool = False) -> dict[Path, ImageFeatures | str]:
     """Features of each file from the cache, perceiving (and caching) only the missing ones.
-    A file that cannot be read maps to the reason instead."""
-    sig = signature_hash(config.signature())
-    cache = FeatureCache(cache_path)
-    perceiver: Perceiver | None = None
-    out: dict[Path, ImageFeatures | str] = {}
-    new: list[tuple[str, bytes]] = []
-    try:
-        unique = list(dict.fromkeys(paths))
-        for p in track(unique, "perceiving", enabled=progress):
-            try:
-                data = p.read_bytes()
-            except OSError as exc:
-                out[p] = f"cannot read: {exc.strerror or exc}"
-                continue
-            key = content_key(data, sig)
-            feats = cache.get(key)
-            if feats is None:
-                try:
-                    rgb = decode_image(data, config.max_side).rgb
-                except ImageReadError as exc:
-                    out[p] = str(exc)
-                    continue
-                perceiver = perceiver or Perceiver(config)
-                feats = perceiver.perceive(rgb)
-                new.append((key, feats.to_bytes()))
-            out[p] = feats
-        cache.put_many(new)
-    finally:
-        if perceiver is not None:
-            perceiver.close()
-        cache.close()
-    return out
+    A file that cannot be read maps to the reason instead. `progress`: a bar on stderr."""
+    paths = list(dict.fromkeys(paths))
+    with PerceptionService(config, cache_path) as service, progress_bar(progress) as bar:
+        task = bar.add_task("faces", total=len(paths)) if bar else None
+        return service.perceive_files(paths, bar, task)
 
 
 NO_FACE = "no_face"  # the prediction for a labelled image in which no face was found: wrong for every class

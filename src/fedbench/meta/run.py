@@ -151,7 +151,8 @@ def run_meta(opts: MetaOptions, console: Console | None = None) -> dict[str, Any
     clock = time.perf_counter()
     timings: dict[str, float] = {}
     n_workers = default_workers() if opts.workers is None else max(1, opts.workers)
-    probe_set = make_probes(manifest, out / "probes", probes, n_workers)
+    cache_path = Path(opts.cache_path) if opts.cache_path else features_db()
+    probe_set = make_probes(manifest, out / "probes", probes, n_workers, perception=(opts.config, cache_path))
     timings["probes_s"] = time.perf_counter() - clock
     rows_out: list[dict[str, Any]] = []
     where: dict[str, tuple[str, ...]] = {}
@@ -169,7 +170,6 @@ def run_meta(opts: MetaOptions, console: Console | None = None) -> dict[str, Any
             rows_out.append(row)
             where[row["id"]] = ("sequence", seq.id, choice, str(k))
     write_manifest(work / "manifest.jsonl", rows_out)
-    cache_path = Path(opts.cache_path) if opts.cache_path else features_db()
     console.print(f"[bold]meta[/] scoring {len(rows_out)} edits with FED-Score {opts.fedscore_version}")
     result = score(work / "manifest.jsonl", flat, None, allow_outside=True, config=opts.config,
                    workers=opts.workers, cache_path=cache_path, progress=opts.progress, n_bootstrap=0,

@@ -17,10 +17,7 @@ def _version(dist: str) -> str | None:
 
 
 def backbones_used(config: PerceptionConfig) -> dict[str, Any]:
-    names = ["face-landmarker"]
-    if config.identity == "sface":
-        names.append("sface")
-    names += [m for m in config.emotion_members if m in ARTIFACTS]
+    names = config.artifacts()
     models = {
         n: {"version": ARTIFACTS[n].version, "sha256": ARTIFACTS[n].sha256, "licence": ARTIFACTS[n].licence,
             "source": ARTIFACTS[n].source.describe()}

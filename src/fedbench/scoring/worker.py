@@ -16,17 +16,28 @@ from typing import Any
 import numpy as np
 
 from fedbench.data.images import ImageReadError, decode_image
-from fedbench.faces.perception import ImageFeatures, PerceptionConfig, Perceiver
+from fedbench.faces.perception import PerceptionConfig, Perceiver
+from fedbench.faces.service import Perceived, PerceptionService
 from fedbench.metrics.fedscore import ImageOutcome, background_ssim, score_triplet, uses_gt_background
 from fedbench.store.features import pack_optional_float, unpack_optional_float
-from fedbench.store.features import FeatureCache, content_key, signature_hash
+from fedbench.store.features import FeatureCache, content_key
 
 
 @dataclass
 class _State:
-    perceiver: Perceiver
-    cache: FeatureCache
-    sig: str
+    service: PerceptionService  # read-only cache: new features go back to the main process's writer
+
+    @property
+    def perceiver(self) -> Perceiver:
+        return self.service.perceiver
+
+    @property
+    def cache(self) -> FeatureCache:
+        return self.service.cache
+
+    @property
+    def sig(self) -> str:
+        return self.service.sig
 
 
 _STATE: _State | None = None
@@ -40,19 +51,16 @@ def init_worker(config_json: str, cache_path: str, threads: int = 1) -> None:
 
     cv2.setNumThreads(threads)  # one process per core already; OpenCV's own pool would oversubscribe
     config = PerceptionConfig.model_validate_json(config_json)
-    _STATE = _State(
-        perceiver=Perceiver(config, threads=threads),
-        cache=FeatureCache(Path(cache_path), readonly=True),
-        sig=signature_hash(config.signature()),
-    )
+    service = PerceptionService(config, Path(cache_path), readonly=True, threads=threads)
+    service.perceiver  # load the backbones now: `ready` times the start-up apart from the work
+    _STATE = _State(service)
 
 
 def shutdown_worker() -> None:
     """Release the backbones and the cache connection (in-process runs; pool workers just exit)."""
     global _STATE
     if _STATE is not None:
-        _STATE.perceiver.close()
-        _STATE.cache.close()
+        _STATE.service.close()
         _STATE = None
     _source_rgb.cache_clear()
 
@@ -80,36 +88,9 @@ def _source_rgb(path: str, content_key: str, max_side: int) -> np.ndarray:
     return decode_image(_read(Path(path)), max_side).rgb
 
 
-@dataclass
-class Perceived:
-    """One image: its cache key and features (blob when newly computed), or a problem."""
-
-    key: str | None
-    features: ImageFeatures | None
-    blob: bytes | None
-    rgb: np.ndarray | None
-    problem: str | None
-
-
 def perceive_path(path: Path, need_rgb: bool = False) -> Perceived:
     """Features of one image (None features with a key: cached, not loaded, when need_rgb is False)."""
-    st = _state()
-    try:
-        data = _read(path)
-    except OSError as exc:
-        return Perceived(None, None, None, None, f"cannot read {path.name}: {exc.strerror or exc}")
-    key = content_key(data, st.sig)
-    if not need_rgb and st.cache.has(key):
-        return Perceived(key, None, None, None, None)
-    try:
-        rgb = decode_image(data, st.perceiver.config.max_side).rgb
-    except ImageReadError as exc:
-        return Perceived(key, None, None, None, f"{path.name}: {exc}")
-    cached = st.cache.get(key)
-    if cached is not None:
-        return Perceived(key, cached, None, rgb, None)
-    features = st.perceiver.perceive(rgb)
-    return Perceived(key, features, features.to_bytes(), rgb, None)
+    return _state().service.perceive_path(path, need_features=need_rgb, need_rgb=need_rgb)
 
 
 def perceive_reference(path_str: str) -> tuple[str, str | None, bytes | None, str | None]:

@@ -114,31 +114,29 @@ class Measured:
 
 
 class _Landmarks:
-    """Landmarks (pixels) per image file, computed once per file: a source shared by five pairs is
-    read and detected once."""
+    """Landmarks (pixels of the perceived working copy) per image file, from the shared perception
+    service: a source shared by five pairs is read once, and an image perceived before (scored, say)
+    is not perceived again. Pair fields are in inter-ocular units, so the resolution does not matter."""
 
     def __init__(self) -> None:
-        from fedbench.faces.landmarks import FaceLandmarker
+        from fedbench.faces.service import PerceptionService
 
-        self._lm = FaceLandmarker(max_faces=1)
+        self._service = PerceptionService()
         self._memo: dict[Path, np.ndarray | str] = {}
 
     def __call__(self, path: Path) -> np.ndarray | str:
         if path not in self._memo:
-            from fedbench.editors.base import decode_full
-
-            try:
-                rgb = decode_full(path.read_bytes())
-            except Exception as exc:  # a broken file is that row's skip reason, not a crash
-                self._memo[path] = f"unreadable: {type(exc).__name__}: {exc}"[:200]
+            p = self._service.perceive_path(path)
+            if p.features is None:  # a broken file is that row's skip reason, not a crash
+                self._memo[path] = f"unreadable: {p.problem}"[:200]
             else:
-                faces = self._lm.detect(rgb)
-                self._memo[path] = ("no face" if not faces
-                                    else faces[0].landmarks[:, :2].astype(np.float64) * [rgb.shape[1], rgb.shape[0]])
+                face = p.features.primary()
+                self._memo[path] = ("no face" if face is None
+                                    else face.landmarks[:, :2].astype(np.float64) * p.features.size)
         return self._memo[path]
 
     def close(self) -> None:
-        self._lm.close()
+        self._service.close()
 
 
 def measure_pairs(triplets: Iterable[Triplet], progress: bool = False, console: Console | None = None) -> Measured:
