@@ -22,3 +22,12 @@ def pixelsmile() -> Path:
     if not (root / "triplets.jsonl").is_file():
         pytest.skip(f"shared fixtures not found at {root} (set FEDBENCH_FIXTURES)")
     return root
+
+
+@pytest.fixture(scope="session")
+def faces_in_the_wild() -> Path:
+    """Labelled real faces (labels.csv: image,label,identity), beside the PixelSmile fixtures."""
+    root = fixtures_root().parent / "faces-in-the-wild"
+    if not (root / "labels.csv").is_file():
+        pytest.skip(f"shared fixtures not found at {root} (set FEDBENCH_FIXTURES)")
+    return root

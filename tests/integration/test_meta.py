@@ -146,7 +146,7 @@ def test_recogniser_accuracy_with_confusion_matrices(meta_run, pixelsmile):
     assert sets["manifest"]["images"] == len({t.source for t in manifest if t.source_expression})
     assert sets["sequences"]["images"] == sum(bool(normalise_expression(s["target"])) for s in listed)
     for st in sets.values():
-        assert set(st["by_recogniser"]) == {"ensemble", "fer-cnn", "facex-cnn", "blendshape-prototype"}
+        assert set(st["by_recogniser"]) == {"ensemble", "fer-cnn", "facex-cnn", "faceapi-cnn", "blendshape-prototype"}
         for rep in st["by_recogniser"].values():
             cm = np.array(rep["confusion"]["rows_true_columns_predicted"])
             assert cm.sum() == rep["n"] and np.trace(cm) / rep["n"] == pytest.approx(rep["accuracy"], abs=1e-4)

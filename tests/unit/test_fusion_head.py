@@ -40,8 +40,9 @@ def test_head_artifact_records_cross_validated_figures_for_every_class():
     assert set(cv["per_class"]) == set(EXPRESSIONS)
     for c in cv["per_class"].values():
         assert 0.0 <= c["accuracy"] <= 1.0 and 0.0 <= c["calibration_error"] <= 1.0
-    # the chosen ridge is the best of the grid, on the grouped CV
-    assert cv["balanced_accuracy"] == max(g["balanced_accuracy"] for g in body["ridge_grid"])
+    # the chosen ridge: the strongest within 0.005 of the grid's best grouped-CV balanced accuracy
+    top = max(g["balanced_accuracy"] for g in body["ridge_grid"])
+    assert cv["ridge"] == max(g["ridge"] for g in body["ridge_grid"] if g["balanced_accuracy"] >= top - 0.005)
 
 
 def test_group_folds_keep_each_person_in_one_fold():
