@@ -343,9 +343,10 @@ def measure_floor(spec: dict[str, Any]) -> dict[str, Any]:
         for obs in faces:
             px = obs.landmarks[:, :2].astype(np.float64) * scale
             box_px = bounding_box(obs.landmarks).astype(np.float64) * np.concatenate([scale, scale])
-            view = FaceView(rgb=rgb, grey=grey, box_px=box_px, blendshapes=obs.blendshapes)
-            for m in members:
-                _time_call(ms, f"emotion:{m.name}", m.predict, view)
+            view = FaceView(rgb=rgb, grey=grey, box_px=box_px, blendshapes=obs.blendshapes, landmarks_px=px)
+            probs = {m.name: _time_call(ms, f"emotion:{m.name}", m.predict, view) for m in members}
+            if perceiver.emotion.head is not None:
+                _time_call(ms, "emotion:fusion-head", perceiver.emotion.head.predict, probs, obs.blendshapes, px)
             _time_call(ms, "identity", perceiver.identity.embed, rgb, px)
             _time_call(ms, "quality", laplacian_quality, rgb, px)
         return len(faces)
