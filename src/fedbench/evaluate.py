@@ -137,6 +137,7 @@ def _run_one(editor: Editor, request: EditRequest) -> tuple[EditResult, float]:
         result = editor.edit(request)
     except Exception as exc:  # one sample's failure never stops the run: it becomes its row's status
         result = EditResult.failed(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)[-2000:])
+        result = result.scrubbed(editor.secret_values())  # an exception's text may quote a key too
     if result.status == EditStatus.OK and (result.image is None or result.image.ndim != 3 or result.image.shape[2] != 3):
         result = EditResult.failed("the editor returned no H x W x 3 image")
     return result, time.perf_counter() - t0
