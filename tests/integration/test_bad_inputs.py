@@ -257,7 +257,7 @@ def test_bad_edits_run_ends_with_a_named_status_per_sample(bad_edit_run: dict[st
     assert written == result.samples
     assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["status_counts"] == \
         result.summary["status_counts"]
-    assert not (out / "samples.jsonl.partial").exists()
+    assert not list(out.glob(".*.tmp"))  # the streamed samples file was renamed into place
 
 
 @pytest.mark.parametrize("case", list(EDIT_CASES))
