@@ -203,6 +203,10 @@ def _missing(gt: Path, stem: Path) -> None:
     return None
 
 
+def _gif(gt: Path, stem: Path) -> Path:
+    return _save(_open_rgb(gt), stem.with_suffix(".gif"))
+
+
 # case -> (builder, expected status of the edit). "scored" = a readable face: ok / degenerate_gt.
 EDIT_CASES: dict[str, tuple[Callable[[Path, Path], Path | None], str]] = {
     "corrupt_bytes": (_corrupt, "unreadable_edit"),
@@ -219,6 +223,7 @@ EDIT_CASES: dict[str, tuple[Callable[[Path, Path], Path | None], str]] = {
     "no_face_background_corner": (_corner, "no_face_edit"),
     "two_faces": (_two_faces, "scored"),
     "missing": (_missing, "missing_edit"),
+    "gif": (_gif, "unreadable_edit"),
 }
 
 
@@ -290,6 +295,9 @@ def test_bad_edit_case(bad_edit_run: dict[str, Any], case: str) -> None:
             assert "truncated" in row["reason"].lower()
         if case == "tiny_8px":
             assert "8x8" in row["reason"]
+        if case == "gif":
+            assert "unsupported format GIF" in row["reason"]
+        assert " object at 0x" not in row["reason"]  # reproducible: no object address in a reason
     elif expected == "no_face_edit":
         assert row["faces_edit"] == 0
     elif expected == "missing_edit":
