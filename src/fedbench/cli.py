@@ -30,12 +30,16 @@ err = Console(stderr=True)
 def _one_line_errors() -> Iterator[None]:
     """Trouble with the run's surroundings (a busy folder, a full disk, an unusable cache) is one line,
     not a traceback: what happened, to which path, and what to do."""
+    from fedbench.engine.faults import TransientFault
     from fedbench.store.atomic import DiskFullError, is_disk_full
     from fedbench.store.features import CacheError
     from fedbench.store.lock import FolderBusyError
 
     try:
         yield
+    except TransientFault as exc:
+        err.print(f"[red]stopped[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(5)
     except (FolderBusyError, CacheError) as exc:
         err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2)

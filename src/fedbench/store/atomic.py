@@ -74,6 +74,13 @@ def write_json_atomic(path: Path | str, value: Any, **dumps: Any) -> None:
     write_text_atomic(path, json.dumps(value, **dumps) + "\n")
 
 
+def copy_atomic(src: Path | str, dest: Path | str, chunk: int = 1 << 20) -> None:
+    """Copy a file so that `dest` is complete or absent (streamed: large files stay out of memory)."""
+    with open(src, "rb") as fin, atomic_open(dest, "wb") as fout:
+        while block := fin.read(chunk):
+            fout.write(block)
+
+
 def remove_stale_temps(folder: Path | str) -> int:
     """Delete temporary files a killed writer left in `folder` (not recursive); returns how many."""
     n = 0
