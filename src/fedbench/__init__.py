@@ -5,8 +5,12 @@
     >>> result.summary["overall"]["fed"]
 """
 
-from fedbench.labels import EXPRESSIONS
-from fedbench.metrics.fedscore import FEDSCORE_VERSION
+from fedbench._telemetry import disable_openvino_telemetry
+
+disable_openvino_telemetry()  # before anything imports openvino: no usage counter in ~/intel (see _telemetry)
+
+from fedbench.labels import EXPRESSIONS  # noqa: E402
+from fedbench.metrics.fedscore import FEDSCORE_VERSION  # noqa: E402
 
 __version__ = "0.1.0"
 

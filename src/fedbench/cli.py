@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fedbench.data.manifest import ManifestError, parse_columns
@@ -20,6 +24,40 @@ models_app = typer.Typer(help="Model weights: list, fetch and verify the offline
 app.add_typer(models_app, name="models")
 console = Console()
 err = Console(stderr=True)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Trouble with the run's surroundings (a busy folder, a full disk, an unusable cache) is one line,
+    not a traceback: what happened, to which path, and what to do."""
+    from fedbench.engine.faults import TransientFault
+    from fedbench.store.atomic import DiskFullError, is_disk_full
+    from fedbench.store.features import CacheError
+    from fedbench.store.lock import FolderBusyError
+
+    try:
+        yield
+    except TransientFault as exc:
+        err.print(f"[red]stopped[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(5)
+    except (FolderBusyError, CacheError) as exc:
+        err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2)
+    except DiskFullError as exc:
+        err.print(f"[red]disk full[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(4)
+    except OSError as exc:
+        if is_disk_full(exc):
+            err.print(f"[red]disk full[/] no space left on the device ({exc.filename or exc}); free some space "
+                      "and run the same command again", soft_wrap=True)
+            raise typer.Exit(4)
+        if exc.filename:  # a permission or path problem: name the file, skip the traceback
+            err.print(f"[red]error[/] {exc.strerror or exc}: {exc.filename}", soft_wrap=True)
+            raise typer.Exit(2)
+        raise
+    except sqlite3.OperationalError as exc:
+        err.print(f"[red]error[/] feature cache: {exc}", soft_wrap=True)
+        raise typer.Exit(2)
 
 
 @models_app.command("list")
@@ -44,7 +82,7 @@ def models_pull(names: Optional[list[str]] = typer.Argument(None, help="artifact
             path = pull(name, force=force)
             console.print(f"[green]ok[/] {name}: {path}", soft_wrap=True)
         except ArtifactError as exc:
-            err.print(f"[red]error[/] {exc}")
+            err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
             failed = True
     raise typer.Exit(1 if failed else 0)
 
@@ -96,17 +134,19 @@ def score(
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
     runtime: str = typer.Option("openvino", help="SFace runtime: openvino (fast) or reference (OpenCV dnn)"),
     fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
+    wait: bool = typer.Option(False, "--wait", help="when another process uses --out, wait for it instead of stopping"),
 ) -> None:
     """Score edited images (a folder of <id>.png) against a benchmark with FED-Score."""
     from fedbench.faces.perception import PerceptionConfig
     from fedbench.scoring.runner import score as run_score
 
     try:
-        result = run_score(manifest, edits, out, columns=parse_columns(columns), allow_outside=allow_outside,
-                           config=PerceptionConfig(runtime=runtime), workers=workers, cache_path=cache,
-                           progress=True, console=err, version=fedscore_version)
+        with _one_line_errors():
+            result = run_score(manifest, edits, out, columns=parse_columns(columns), allow_outside=allow_outside,
+                               config=PerceptionConfig(runtime=runtime), workers=workers, cache_path=cache,
+                               progress=True, console=err, version=fedscore_version, wait=wait)
     except (ManifestError, ValueError) as exc:
-        err.print(f"[red]error[/] {exc}")
+        err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2)
     except ArtifactError as exc:
         err.print(f"[red]model error[/] {exc}")
@@ -165,18 +205,20 @@ def eval_(
     workers: Optional[int] = typer.Option(None, help="scoring processes (default: one per core)"),
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
     fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
+    wait: bool = typer.Option(False, "--wait", help="when another process uses --out, wait for it instead of stopping"),
 ) -> None:
     """Run an editing model over a benchmark (only what is missing), then score it with FED-Score."""
     from fedbench.editors.config import EditorConfigError, parse_editor_args
     from fedbench.evaluate import RunFolderError, evaluate
 
     try:
-        result = evaluate(editor, benchmark, out, editor_args=parse_editor_args(editor_arg), seed=seed,
-                          resume=resume, overwrite=overwrite, columns=parse_columns(columns),
-                          allow_outside=allow_outside, limit=limit, jobs=jobs, workers=workers, cache_path=cache,
-                          console=err, version=fedscore_version)
+        with _one_line_errors():
+            result = evaluate(editor, benchmark, out, editor_args=parse_editor_args(editor_arg), seed=seed,
+                              resume=resume, overwrite=overwrite, columns=parse_columns(columns),
+                              allow_outside=allow_outside, limit=limit, jobs=jobs, workers=workers,
+                              cache_path=cache, console=err, version=fedscore_version, wait=wait)
     except (ManifestError, EditorConfigError, RunFolderError, ValueError) as exc:
-        err.print(f"[red]error[/] {exc}")
+        err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2)
     except ArtifactError as exc:
         err.print(f"[red]model error[/] {exc}")
@@ -255,10 +297,11 @@ def build(
         if gt_updates:
             cfg = cfg.model_copy(update={"ground_truth": cfg.ground_truth.model_copy(update=gt_updates)})
         cfg = BuildConfig.model_validate(cfg.model_dump())  # check the merged settings as a whole
-        result = run_build(sources, out, cfg, executor=executor, workers=workers, address=address,
-                           overwrite=overwrite, console=err)
+        with _one_line_errors():
+            result = run_build(sources, out, cfg, executor=executor, workers=workers, address=address,
+                               overwrite=overwrite, console=err)
     except (BuildFolderError, EditorConfigError, ValueError) as exc:
-        err.print(f"[red]error[/] {exc}")
+        err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2)
     table = Table(title=f"build — {out}")
     for col in ("stage", "in", "out", "rejected", "seconds"):

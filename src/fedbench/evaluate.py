@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import time
 import traceback
@@ -36,7 +35,9 @@ from fedbench.faces.perception import PerceptionConfig
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
 from fedbench.models.store import sha256_of
 from fedbench.scoring.runner import ScoreResult, _progress, score
+from fedbench.store.atomic import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from fedbench.store.journal import Journal, compact, generation_key, read_rows
+from fedbench.store.lock import FolderBusyError, folder_lock, holder, is_locked
 
 GENERATED = "generated"
 RUN_FILES = ("eval.json", "generations.jsonl", "samples.jsonl", "summary.json", "run.json")
@@ -66,15 +67,6 @@ def _png_bytes(rgb: Any) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _library_versions(editor: Editor) -> dict[str, str]:
     from fedbench import __version__
 
@@ -97,7 +89,11 @@ def _prepare_folder(out: Path, info: dict[str, Any], resume: bool, overwrite: bo
         if not resume:
             raise RunFolderError(f"{out} already holds an eval run ({meta}); pass --resume to continue it "
                                  "or --overwrite to start again")
-        old = json.loads(meta.read_text())
+        try:
+            old = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunFolderError(f"{meta} is unreadable ({exc}); use another --out, or --overwrite to start "
+                                 "again") from None
         if old.get("config_hash") != info["config_hash"] or old.get("benchmark") != info["benchmark"]:
             raise RunFolderError(
                 f"{out} was made by editor {old.get('editor')!r} (config {old.get('config_hash')}) on "
@@ -106,8 +102,10 @@ def _prepare_folder(out: Path, info: dict[str, Any], resume: bool, overwrite: bo
     if check_only:
         return
     (out / GENERATED).mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / GENERATED):  # what a killed writer left (the folder is locked: none is ours)
+        remove_stale_temps(folder)
     if not meta.exists():
-        _write_atomic(meta, (json.dumps(info, indent=2, sort_keys=True, default=str) + "\n").encode())
+        write_bytes_atomic(meta, (json.dumps(info, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def request_digest(t: Any, editor: Editor) -> str:
@@ -137,6 +135,7 @@ def _run_one(editor: Editor, request: EditRequest) -> tuple[EditResult, float]:
         result = editor.edit(request)
     except Exception as exc:  # one sample's failure never stops the run: it becomes its row's status
         result = EditResult.failed(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8)[-2000:])
+        result = result.scrubbed(editor.secret_values())  # an exception's text may quote a key too
     if result.status == EditStatus.OK and (result.image is None or result.image.ndim != 3 or result.image.shape[2] != 3):
         result = EditResult.failed("the editor returned no H x W x 3 image")
     return result, time.perf_counter() - t0
@@ -188,7 +187,7 @@ def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: M
         }
         if result.status == EditStatus.OK:
             data = _png_bytes(result.image)
-            _write_atomic(image, data)  # the image first: a row never points at a missing file
+            write_bytes_atomic(image, data)  # the image first: a row never points at a missing file
             row.update(image=f"{GENERATED}/{image.name}", sha256=hashlib.sha256(data).hexdigest(),
                        size=[int(result.image.shape[1]), int(result.image.shape[0])])
             counts["generated"] += 1
@@ -245,9 +244,13 @@ def evaluate(
     console: Console | None = None,
     version: str = FEDSCORE_VERSION,
     n_bootstrap: int = 1000,
+    wait: bool = False,
 ) -> EvalResult:
     """Generate with `editor` (a YAML config, a registered name, or an EditorConfig) over `benchmark`,
-    then score into `out`. Raises before any work on a bad manifest, config or run folder."""
+    then score into `out`. Raises before any work on a bad manifest, config or run folder.
+
+    The run folder is locked while the run uses it: a second process is refused with the holder's
+    PID (FolderBusyError), or, with `wait`, waits for it."""
     console = console or Console(stderr=True)
     manifest = benchmark if isinstance(benchmark, Manifest) else read_manifest(benchmark, columns, allow_outside)
     if limit is not None:
@@ -262,28 +265,47 @@ def evaluate(
     info = {"editor": config.name, "adapter": config.adapter, "editor_version": instance.version,
             "config_hash": config_hash, "seed": config.seed, "params": instance.params,
             "config_file": config.source, "benchmark": str(manifest.path), "limit": limit}
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out} is a file, not a folder; give a folder path")
+    if not wait and is_locked(out):  # refuse early, before a long model load
+        raise FolderBusyError(f"{out.resolve()} is in use by {holder(out)}; wait for it to finish, or pass --wait")
+    closed = False
     try:
         _prepare_folder(out, info, resume, overwrite, check_only=True)  # refuse early, before a long load
         try:
             instance.load()
         except Exception as exc:  # e.g. DiffusersLoadError: the whole run cannot go on, and nothing is touched
             raise EditorConfigError(f"editor {config.name!r} ({config.adapter}) cannot load: {exc}") from exc
-        _prepare_folder(out, info, resume, overwrite)
-        t0 = time.perf_counter()
-        rows, counts = generate(instance, config, config_hash, manifest, out, progress, console, jobs)
-        generation_s = time.perf_counter() - t0
+        with folder_lock(out, wait=wait, on_wait=lambda m: console.print(f"[yellow]{m}")):
+            _prepare_folder(out, info, resume, overwrite, check_only=True)  # again: the holder may have changed it
+            _prepare_folder(out, info, resume, overwrite)
+            t0 = time.perf_counter()
+            rows, counts = generate(instance, config, config_hash, manifest, out, progress, console, jobs)
+            generation_s = time.perf_counter() - t0
+            closed = True
+            instance.close()  # free the editor (GPU memory, sessions) before scoring starts its workers
+            result = _score_run(manifest, out, rows, counts, generation_s, info, perception, workers, cache_path,
+                                progress, console, version, n_bootstrap)
     finally:
-        instance.close()  # free the editor (GPU memory, sessions) before scoring starts its workers
+        if not closed:  # generation raised (or the folder was busy): free the editor all the same
+            instance.close()
+    return EvalResult(out=out, config=config, config_hash=config_hash, generations=rows, score=result, counts=counts)
+
+
+def _score_run(manifest: Manifest, out: Path, rows: list[dict[str, Any]], counts: dict[str, int], generation_s: float,
+               info: dict[str, Any], perception: PerceptionConfig | None, workers: int | None,
+               cache_path: str | Path | None, progress: bool, console: Console, version: str,
+               n_bootstrap: int) -> ScoreResult:
     failed = {r["id"]: (r["status"], r["reason"]) for r in rows if r["status"] != EditStatus.OK.value}
     result = score(manifest, out / GENERATED, out, config=perception, workers=workers, cache_path=cache_path,
                    progress=progress, console=console, version=version, n_bootstrap=n_bootstrap,
                    generation=failed)
     # summary.json stays a pure function of the inputs (byte-identical on a rerun); how this run got
-    # its images (reused, generated, seconds) goes to run.json.
+    # its images (reused, generated, seconds) goes to run.json. Both are replaced atomically.
     summary = {**result.summary, "editor": info}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_json_atomic(out / "summary.json", summary, indent=2, ensure_ascii=False)
     run_info = json.loads((out / "run.json").read_text())
     run_info["generation"] = {**counts, "seconds": round(generation_s, 2)}
-    (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    write_json_atomic(out / "run.json", run_info, indent=2)
     result.summary = summary
-    return EvalResult(out=out, config=config, config_hash=config_hash, generations=rows, score=result, counts=counts)
+    return result

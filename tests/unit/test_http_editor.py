@@ -395,3 +395,40 @@ def test_eval_generation_sends_requests_at_once_with_jobs(api: FakeImagesAPI, ke
     assert counts["generated"] == 8 and [r["id"] for r in log] == [f"s{i}" for i in range(8)]
     arrivals = sorted(s.at for s in api.posts())
     assert arrivals[3] - arrivals[0] < 0.5  # the first four arrived while the first was still being answered
+
+
+@pytest.mark.parametrize("step", [
+    Step(401, {"error": {"code": "invalid_api_key",
+                         "message": "Incorrect API key provided: Bearer test-key-123. Find your key at ..."}}),
+    Step(500, {"error": {"message": "upstream said: headers={'Authorization': 'Bearer test-key-123', "
+                                    "'api-key': 'test-key-123'}"}}),
+    Step(400, {"error": {"code": "content_policy_violation", "message": "blocked for key test-key-123"}}),
+    Step(200, {"refusal": "refused; your key was test-key-123"}),
+])
+def test_an_echoed_key_never_leaves_the_adapter(api: FakeImagesAPI, key: str, source: Path, step: Step) -> None:
+    api.script = [step]
+    with _editor(api, max_retries=0) as editor:
+        r = editor.edit(_request(source))
+    assert r.status is not EditStatus.OK
+    text = json.dumps({"reason": r.reason, "details": r.details})
+    assert key not in text and "[REDACTED]" in text
+
+
+def test_an_echoed_key_stays_out_of_the_generation_log(api: FakeImagesAPI, key: str, tmp_path: Path) -> None:
+    """End to end through `generate`: generations.jsonl never holds the key, whatever the server echoes."""
+    from fedbench.data.manifest import read_manifest
+    from fedbench.editors.config import EditorConfig, resolved_hash
+    from fedbench.evaluate import GENERATED, generate
+
+    Image.fromarray(np.full((40, 40, 3), 9, np.uint8)).save(tmp_path / "s.png")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "s", "source": "s.png", "instruction": "smile",
+                                                  "target": "happy", "ground_truth": "s.png"}) + "\n")
+    api.default = Step(401, {"error": {"message": f"Incorrect API key provided: {key}"}})
+    config = EditorConfig(name="api", adapter="openai-images")
+    out = tmp_path / "run"
+    (out / GENERATED).mkdir(parents=True)
+    with _editor(api) as editor:
+        rows, _ = generate(editor, config, resolved_hash(config, editor), read_manifest(tmp_path / "m.jsonl"), out,
+                           progress=False)
+    assert rows[0]["status"] == "generation_failed"
+    assert key not in (out / "generations.jsonl").read_text()

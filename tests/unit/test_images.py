@@ -39,3 +39,40 @@ def test_long_side_is_capped_and_grey_view_sized():
     assert max(rgb.shape[:2]) == 1024
     assert grey_view(rgb, 512).shape == (256, 512)
     assert grey_view(rgb, size=(100, 50)).shape == (50, 100)
+
+
+def _png(rgba: np.ndarray, **kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+def test_alpha_is_composited_over_white():
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 0] = 200  # red hidden under transparency must not show
+    rgba[:20, :, 3] = 0  # top half fully transparent
+    rgba[20:, :, 3] = 255  # bottom half opaque red
+    rgb = decode_image(_png(rgba)).rgb
+    assert (rgb[:20] == 255).all()
+    assert (rgb[20:] == (200, 0, 0)).all()
+    half = rgba.copy()
+    half[..., 3] = 128
+    mid = decode_image(_png(half)).rgb
+    assert np.allclose(mid[..., 0], 200 * 128 / 255 + 255 * 127 / 255, atol=1.5)
+
+
+def test_gif_is_an_unsupported_format():
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(buf, "GIF")
+    with pytest.raises(ImageReadError, match="unsupported format GIF"):
+        decode_image(buf.getvalue())
+
+
+def test_reasons_quote_no_object_address():
+    messages = set()
+    for _ in range(2):
+        with pytest.raises(ImageReadError) as info:
+            decode_image(b"\x89PNG not really")
+        messages.add(str(info.value))
+    (message,) = messages
+    assert "0x" not in message and "object at" not in message

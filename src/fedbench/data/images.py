@@ -1,13 +1,20 @@
 """Robust image decoding: one function turns any file a user may hand us into RGB uint8, or a reason.
 
 OpenCV's decoder is the fast path (JPEG, PNG, WebP; EXIF orientation applied, 16-bit and CMYK
-converted, alpha dropped). Pillow decodes what OpenCV cannot (AVIF, odd modes). Truncated files are
-refused instead of being scored from half an image.
+converted). Pillow decodes what OpenCV cannot (AVIF, odd modes). Truncated files are refused instead
+of being scored from half an image.
+
+Transparency: an image with an alpha channel (RGBA / LA PNG, WebP with alpha, a palette with a
+transparent colour) is composited over WHITE (255, 255, 255) before anything looks at it, as a
+browser or an image viewer on a white page shows it; the RGB values hidden under transparent pixels
+are never used. GIF (palette, animation) is refused as an unsupported format rather than scored from
+its first frame. Reasons never quote an object's address, so the same file gives the same text.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import cv2
@@ -16,6 +23,9 @@ from PIL import Image, ImageOps
 
 MIN_SIDE = 32  # below this there is no face to analyse
 MAX_PIXELS = 120_000_000  # refuse decompression bombs before decoding
+ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are shown over white (documented above)
+UNSUPPORTED_FORMATS = {"GIF": "GIF is a palette / animation format; save the image as PNG, JPEG, WebP or AVIF"}
+_ADDRESS = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 class ImageReadError(ValueError):
@@ -28,12 +38,19 @@ class DecodedImage:
     original_size: tuple[int, int]  # (width, height) as stored in the file
 
 
-def _header_size(data: bytes) -> tuple[int, int, str]:
+def _plain(exc: BaseException) -> str:
+    """An exception as text without object addresses (Pillow names its BytesIO): reasons stay reproducible."""
+    return f"{type(exc).__name__}: {_ADDRESS.sub('the data', str(exc))}"
+
+
+def _header(data: bytes) -> tuple[int, int, str, bool]:
+    """(width, height, format, has alpha) from the header, without decoding the pixels."""
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return im.size[0], im.size[1], (im.format or "").upper()
+            alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+            return im.size[0], im.size[1], (im.format or "").upper(), alpha
     except Exception as exc:  # Pillow raises many types for garbage input
-        raise ImageReadError(f"not a readable image ({type(exc).__name__}: {exc})") from None
+        raise ImageReadError(f"not a readable image ({_plain(exc)})") from None
 
 
 def _looks_truncated(data: bytes, fmt: str) -> bool:
@@ -70,10 +87,14 @@ def _first_scan_offset(data: bytes) -> int:
     return -1
 
 
-def _decode_with_pillow(data: bytes) -> np.ndarray:
+def _decode_with_pillow(data: bytes, alpha: bool = False) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im = ImageOps.exif_transpose(im)
+            if alpha:  # composite over the stated background: hidden RGB under transparency is never used
+                rgba = im.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+                return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
                 scale = 257.0 if arr.max() > 255 else 1.0
@@ -81,14 +102,16 @@ def _decode_with_pillow(data: bytes) -> np.ndarray:
                 return np.repeat(grey[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
     except Exception as exc:
-        raise ImageReadError(f"could not decode ({type(exc).__name__}: {exc})") from None
+        raise ImageReadError(f"could not decode ({_plain(exc)})") from None
 
 
 def decode_image(data: bytes, max_side: int = 1024) -> DecodedImage:
     """Decode bytes to RGB uint8 with the long side capped at `max_side` (area interpolation)."""
     if not data:
         raise ImageReadError("empty file")
-    width, height, fmt = _header_size(data)
+    width, height, fmt, alpha = _header(data)
+    if fmt in UNSUPPORTED_FORMATS:
+        raise ImageReadError(f"unsupported format {fmt}: {UNSUPPORTED_FORMATS[fmt]}")
     if width * height > MAX_PIXELS:
         raise ImageReadError(f"{width}x{height} px is above the {MAX_PIXELS} pixel limit")
     if min(width, height) < MIN_SIDE:
@@ -96,7 +119,7 @@ def decode_image(data: bytes, max_side: int = 1024) -> DecodedImage:
     if _looks_truncated(data, fmt):
         raise ImageReadError(f"truncated {fmt} file")
     bgr = None
-    if fmt in ("JPEG", "PNG", "WEBP"):
+    if fmt in ("JPEG", "PNG", "WEBP") and not alpha:
         flags = cv2.IMREAD_COLOR
         # Let libjpeg scale down in the DCT when the image is far larger than needed.
         long_side = max(width, height)
@@ -112,7 +135,7 @@ def decode_image(data: bytes, max_side: int = 1024) -> DecodedImage:
             bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     else:
-        rgb = _decode_with_pillow(data)
+        rgb = _decode_with_pillow(data, alpha)
     if rgb.dtype != np.uint8:
         rgb = (rgb / 257).astype(np.uint8)
     h, w = rgb.shape[:2]

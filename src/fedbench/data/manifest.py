@@ -8,6 +8,7 @@ leave it unless the caller allows it. Every problem names its row; all are repor
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from fedbench.data.fields import actions_field, id_problem, meta_field, text_field
 from fedbench.labels import EXPRESSIONS, normalise_expression
 
 REQUIRED = ("id", "source", "instruction", "target", "ground_truth")
@@ -86,13 +88,29 @@ def parse_columns(spec: str | None) -> dict[str, str]:
     return mapping
 
 
+def _decode_utf8(path: Path, data: bytes) -> str:
+    """The file's text; invalid UTF-8 is a ManifestError naming the line and column."""
+    try:
+        return data.decode("utf-8-sig")  # -sig: tolerate a byte-order mark
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ManifestError(path, [Problem(line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at column "
+                                                 f"{column}); save the manifest as UTF-8")]) from None
+
+
 def _read_rows(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
     """(row number, record) pairs; a record that cannot be parsed is the error text instead."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         rows: list[tuple[int, dict[str, Any] | str]] = []
-        with open(path, encoding="utf-8-sig") as fh:  # -sig: tolerate a byte-order mark
-            for n, line in enumerate(fh, 1):
+        with open(path, "rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+                except UnicodeDecodeError as exc:
+                    rows.append((n, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"))
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -102,36 +120,42 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
                     rows.append((n, f"invalid JSON: {exc.msg} at column {exc.colno}"))
         return rows
     if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        try:
+            data = json.loads(_decode_utf8(path, path.read_bytes()))
+        except json.JSONDecodeError as exc:
+            raise ManifestError(path, [Problem(exc.lineno, f"invalid JSON: {exc.msg} at column {exc.colno}")]) from None
         if not isinstance(data, list):
             raise ManifestError(path, [Problem(0, "a .json manifest must hold a list of objects")])
         return [(n, r if isinstance(r, dict) else "an entry must be a JSON object") for n, r in enumerate(data, 1)]
     if suffix in (".csv", ".tsv"):
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+        text = _decode_utf8(path, path.read_bytes())
+        try:
+            reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
             return [(n, dict(r)) for n, r in enumerate(reader, 2)]  # row 1 is the header
+        except csv.Error as exc:
+            raise ManifestError(path, [Problem(0, f"not a readable {suffix[1:].upper()} file: {exc}")]) from None
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return [(n, r) for n, r in enumerate(pq.read_table(path).to_pylist(), 1)]
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+            raise ManifestError(path, [Problem(0, f"not a readable Parquet file: {exc}")]) from None
+        return [(n, r) for n, r in enumerate(table.to_pylist(), 1)]
     raise ManifestError(path, [Problem(0, f"unknown manifest format {suffix!r} (use .jsonl, .csv, .tsv or .parquet)")])
 
 
 def _resolve(root: Path, value: str, allow_outside: bool) -> tuple[Path, str | None]:
-    p = Path(value).expanduser()
-    full = (p if p.is_absolute() else root / p).resolve()
-    if not allow_outside and not full.is_relative_to(root):
-        return full, f"path {value!r} leaves the manifest's folder {root} (pass --allow-outside to permit)"
-    if not full.is_file():
-        return full, f"file not found: {value!r} (looked at {full})"
+    try:
+        p = Path(value).expanduser()
+        full = (p if p.is_absolute() else root / p).resolve()
+        if not allow_outside and not full.is_relative_to(root):
+            return full, f"path {value!r} leaves the manifest's folder {root} (pass --allow-outside to permit)"
+        if not full.is_file():
+            return full, f"file not found: {value!r} (looked at {full})"
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system
+        return root, f"path {value[:80]!r} cannot be opened: {getattr(exc, 'strerror', None) or exc}"
     return full, None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def read_manifest(path: str | Path, columns: dict[str, str] | None = None, allow_outside: bool = False) -> Manifest:
@@ -149,16 +173,25 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None, allow
             problems.append(Problem(n, record))
             continue
         get = lambda f: record.get(columns.get(f, f))  # noqa: E731 - one-line column lookup
-        values = {f: _text(get(f)) for f in REQUIRED}
+        row_problems: list[str] = []
+        values: dict[str, str | None] = {}
+        for f in REQUIRED + ("source_expression", "identity", "split"):
+            # Types first: a NaN, bool or dict must not become the text "nan", "True" or "{...}".
+            values[f], bad = text_field(f, get(f), allow_int=f in ("id", "identity"))
+            if bad:
+                row_problems.append(bad)
         rid = values["id"]
-        missing = [f for f in REQUIRED if values[f] is None]
+        missing = [f for f in REQUIRED if values[f] is None and not any(p.startswith(f + " ") for p in row_problems)]
         if missing:
             cols = ", ".join(f"{f} (column {columns.get(f, f)!r})" for f in missing)
-            problems.append(Problem(n, f"missing {cols}", rid))
+            row_problems.insert(0, f"missing {cols}")
+        if any(values[f] is None for f in REQUIRED):
+            problems.extend(Problem(n, msg, rid) for msg in row_problems)
             continue
-        row_problems: list[str] = []
-        if any(c in rid for c in "/\\") or rid.startswith(".") or "\x00" in rid:
-            row_problems.append("id may not contain '/' or '\\' or start with '.' (it names the edited file)")
+        assert rid is not None
+        bad_id = id_problem(rid)
+        if bad_id:
+            row_problems.append(bad_id)
         if rid in seen:
             row_problems.append(f"duplicate id (first seen on row {seen[rid]})")
         else:
@@ -166,7 +199,7 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None, allow
         target = normalise_expression(values["target"])
         if target is None:
             row_problems.append(f"unknown target {values['target']!r}; expected one of {', '.join(EXPRESSIONS)}")
-        src_expr_raw = _text(get("source_expression"))
+        src_expr_raw = values["source_expression"]
         src_expr = normalise_expression(src_expr_raw) if src_expr_raw else None
         if src_expr_raw and src_expr is None:
             row_problems.append(f"unknown source_expression {src_expr_raw!r}")
@@ -175,15 +208,12 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None, allow
             resolved[f], err = _resolve(root, values[f], allow_outside)
             if err:
                 row_problems.append(f"{f}: {err}")
-        meta = get("meta")
-        if isinstance(meta, str) and meta.strip():
-            try:
-                meta = json.loads(meta)
-            except json.JSONDecodeError:
-                row_problems.append("meta is not valid JSON")
-        actions = get("actions")
-        if isinstance(actions, str):
-            actions = [a.strip() for a in actions.split(";") if a.strip()]
+        meta, bad = meta_field(get("meta"))
+        if bad:
+            row_problems.append(bad)
+        actions, bad = actions_field(get("actions"))
+        if bad:
+            row_problems.append(bad)
         if row_problems:
             problems.extend(Problem(n, msg, rid) for msg in row_problems)
             continue
@@ -191,8 +221,7 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None, allow
             Triplet(
                 id=rid, source=resolved["source"], instruction=values["instruction"], target=target,
                 ground_truth=resolved["ground_truth"], source_expression=src_expr,
-                identity=_text(get("identity")), split=_text(get("split")),
-                actions=list(actions) if actions else None, meta=meta if isinstance(meta, dict) else None, row=n,
+                identity=values["identity"], split=values["split"], actions=actions, meta=meta, row=n,
             )
         )
     if problems:

@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 
-
 def decode_full(data: bytes) -> np.ndarray:
     """RGB uint8 at the image's own size: editors edit full resolution (the decoder's pixel cap applies)."""
     from fedbench.data.images import decode_image
@@ -67,6 +66,14 @@ class EditResult:
     def failed(cls, reason: str, **details: Any) -> "EditResult":
         return cls(EditStatus.FAILED, None, reason, details)
 
+    def scrubbed(self, secrets: tuple[str, ...] = ()) -> "EditResult":
+        """The same result with secrets (the given values, header values, key-shaped tokens) removed
+        from its reason and details: what an adapter returns leaves it through here."""
+        from fedbench.editors.secrets import scrub, scrub_value
+
+        reason = None if self.reason is None else scrub(self.reason, secrets)
+        return EditResult(self.status, self.image, reason, scrub_value(self.details, secrets))
+
 
 class Editor(ABC):
     """Subclass, set `adapter` and `version`, implement `edit`; register with @register_editor.
@@ -92,6 +99,10 @@ class Editor(ABC):
 
     @abstractmethod
     def edit(self, request: EditRequest) -> EditResult: ...
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Values (API keys, tokens) that must never reach a record; scrubbed from every result."""
+        return ()
 
     def libraries(self) -> dict[str, str]:
         """Versions of the libraries that shape this editor's output (for provenance)."""

@@ -10,7 +10,8 @@ back to the source's size. Retries: 429, 5xx, timeouts and connection errors are
 with jitter drawn from the sample's seed (the same run waits the same way). A content-filter answer
 is `refused`, its own status, never a low score. Every attempt's code and seconds go into the
 result's details. The API key is read from the environment variable named by `api_key_env` and never
-enters the parameters (nor the config hash, nor provenance).
+enters the parameters (nor the config hash, nor provenance); every reason and detail the adapter returns
+is scrubbed of it and of any Authorization / api-key value a server echoes (`fedbench.editors.secrets`).
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ class OpenAIImagesEditor(Editor):
         self.backoff_s, self.max_backoff_s = float(backoff_s), float(max_backoff_s)
         self.max_upload_side = int(max_upload_side) if max_upload_side else None
         self.extra = dict(extra or {})
+        self._api_key = api_key or None
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.bucket = TokenBucket(float(rate_limit_per_min)) if rate_limit_per_min else None
         self._sleep: Callable[[float], None] = time.sleep  # the one place the retry waits happen
@@ -245,7 +247,15 @@ class OpenAIImagesEditor(Editor):
 
     # --- the retry loop ---------------------------------------------------------------------------
 
+    def secret_values(self) -> tuple[str, ...]:
+        return (self._api_key,) if self._api_key else ()
+
     def edit(self, request: EditRequest) -> EditResult:
+        # Servers echo the key in error messages ("Incorrect API key provided: ..."): every text that
+        # leaves the adapter is scrubbed of it and of any Authorization / api-key header value.
+        return self._edit(request).scrubbed(self.secret_values())
+
+    def _edit(self, request: EditRequest) -> EditResult:
         httpx = self._httpx
         try:
             source = request.source_rgb()

@@ -10,19 +10,20 @@ from __future__ import annotations
 import itertools
 import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterable, Iterator, Protocol
 
+from fedbench.engine.faults import process_with_retries
 from fedbench.engine.stage import Outcome, Record, Rejected, Stage
 
 _STAGE: Stage | None = None
 
 
 def _guarded(stage: Stage, record: Record) -> Outcome:
-    try:
-        return stage.process(record)
-    except Exception as exc:  # a bad record is a rejection with the error, never a crashed build
-        return Rejected(f"{stage.name} failed: {type(exc).__name__}: {exc}")
+    # The input's errors become rejections; transient faults are retried, then stop the build unjournaled.
+    return process_with_retries(stage, record)
 
 
 def _init(stage: Stage) -> None:
@@ -51,14 +52,26 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+CRASH_REASON = ("the worker process died on this input (a crash such as a segfault in a native decoder, or "
+                "the system killing it); the input was tried alone in a fresh worker and died again")
+
+
 class LocalExecutor:
-    """A spawn process pool (one process per core by default); workers <= 1 runs in this process."""
+    """A spawn process pool (one process per core by default); workers <= 1 runs in this process.
+
+    A worker that dies (segfault, OOM kill) breaks the pool. The records in flight are then tried
+    one at a time in a fresh one-worker pool: the record that kills that worker too is rejected with
+    CRASH_REASON, the others get their outcomes, and the build goes on with a new pool."""
 
     name = "local"
 
     def __init__(self, workers: int | None = None, in_flight: int = 32) -> None:
         self.workers = workers if workers is not None else (len(os.sched_getaffinity(0)) or 1)
         self.in_flight = in_flight
+
+    def _pool(self, stage: Stage, workers: int) -> ProcessPoolExecutor:
+        # spawn, not fork: MediaPipe and OpenVINO threads do not survive a fork
+        return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(stage,))
 
     def map(self, stage: Stage, records: Iterable[Record]) -> Iterator[Outcome]:
         # A stage that needs a GPU runs in this process: one model copy, not one per core.
@@ -70,11 +83,50 @@ class LocalExecutor:
             finally:
                 stage.teardown()
             return
-        # spawn, not fork: MediaPipe and OpenVINO threads do not survive a fork
-        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init,
-                                 initargs=(stage,)) as pool:
-            for batch in _batches(records, self.workers * self.in_flight):
-                yield from pool.map(_call, batch)
+        it = iter(records)
+        window: deque[tuple[Record, Future]] = deque()  # in input order; bounded: memory stays flat
+        pool = self._pool(stage, self.workers)
+        try:
+            while True:
+                while len(window) < self.workers * self.in_flight and (record := next(it, None)) is not None:
+                    window.append((record, pool.submit(_call, record)))
+                if not window:
+                    return
+                try:
+                    outcome = window[0][1].result()
+                except BrokenProcessPool:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    suspects = list(window)
+                    window.clear()
+                    yield from self._isolate(stage, suspects)
+                    pool = self._pool(stage, self.workers)
+                    continue
+                window.popleft()
+                yield outcome
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _isolate(self, stage: Stage, suspects: list[tuple[Record, Future]]) -> Iterator[Outcome]:
+        """Outcomes of the records in flight when a worker died, in order: finished ones as they
+        finished, the rest one at a time in a one-worker pool (the one that kills it is rejected)."""
+        probe: ProcessPoolExecutor | None = None
+        try:
+            for record, future in suspects:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    yield future.result()
+                    continue
+                if future.done() and not future.cancelled() and not isinstance(future.exception(), BrokenProcessPool):
+                    raise future.exception()  # type: ignore[misc]  # a TransientFault, a full disk: not a crash
+                probe = probe or self._pool(stage, 1)
+                try:
+                    yield probe.submit(_call, record).result()
+                except BrokenProcessPool:
+                    probe.shutdown(wait=False, cancel_futures=True)
+                    probe = None
+                    yield Rejected(f"{stage.name}: {CRASH_REASON}", {"crashed": True})
+        finally:
+            if probe is not None:
+                probe.shutdown(wait=True)
 
     def close(self) -> None:
         pass

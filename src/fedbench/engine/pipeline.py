@@ -15,7 +15,6 @@ order, and the restarted stage skips that prefix. Finished stages are marked don
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -27,6 +26,7 @@ from rich.console import Console
 
 from fedbench.engine.config import BuildConfig
 from fedbench.engine.executors import Executor, LocalExecutor, make_executor
+from fedbench.engine.faults import process_with_retries
 from fedbench.engine.stage import Outcome, Record, Rejected, Stage
 from fedbench.engine.stages.face_filter import FaceFilter
 from fedbench.engine.stages.ground_truth import GroundTruth
@@ -37,7 +37,9 @@ from fedbench.engine.stages.split import split
 from fedbench.engine.stages.targets import TargetChoice
 from fedbench.engine.stages.verify import Verify
 from fedbench.scoring.runner import _progress
+from fedbench.store.atomic import atomic_open, copy_atomic, write_json_atomic, write_text_atomic
 from fedbench.store.journal import Journal, iter_rows, repair
+from fedbench.store.lock import folder_lock
 
 STAGES: tuple[type[Stage], ...] = (Ingest, FaceFilter, SourceLabel, TargetChoice, Instruction, GroundTruth, Verify)
 SPLIT_STAGE = "split"
@@ -147,9 +149,7 @@ def _run_stage(stage: Stage, inputs: Iterable[Record], total: int | None, execut
     count.seconds = round(time.perf_counter() - t0, 2)
     if bar:
         bar.update(task, total=count.inputs, completed=count.inputs)
-    tmp = done_marker.with_name(done_marker.name + ".tmp")
-    tmp.write_text(json.dumps(count.__dict__))
-    os.replace(tmp, done_marker)
+    write_json_atomic(done_marker, count.__dict__)
     return count
 
 
@@ -172,10 +172,7 @@ def _sequential(stage: Stage, records: Iterator[Record]) -> Iterator[tuple[Recor
     stage.setup()
     try:
         for r in records:
-            try:
-                yield r, stage.process(r)
-            except Exception as exc:
-                yield r, Rejected(f"{stage.name} failed: {type(exc).__name__}: {exc}")
+            yield r, process_with_retries(stage, r)
     finally:
         stage.teardown()
 
@@ -196,7 +193,7 @@ def _prepare(out: Path, config: BuildConfig, sources: list[Path], overwrite: boo
             raise BuildFolderError(f"{out} holds a build with other sources or settings ({meta}); "
                                    "use another --out, or --overwrite to start again")
     else:
-        meta.write_text(json.dumps(identity, indent=2) + "\n")
+        write_json_atomic(meta, identity, indent=2)
     return work
 
 
@@ -209,9 +206,7 @@ def _manifest_row(r: Record, out: Path) -> dict[str, Any]:
     for from_, to in ((src, out / src_rel), (Path(r["ground_truth"]), out / gt_rel)):
         if not to.exists():  # copied under a temporary name first: a killed build leaves no torn image
             to.parent.mkdir(parents=True, exist_ok=True)
-            tmp = to.with_name(to.name + ".tmp")
-            shutil.copyfile(from_, tmp)
-            os.replace(tmp, to)
+            copy_atomic(from_, to)
     row = {"id": r["id"], "source": str(src_rel), "instruction": r["instruction"], "target": r["target"],
            "ground_truth": str(gt_rel), "identity": r["identity"], "split": r["split"],
            "actions": [a.name for a in parse_actions(r["instruction"])],
@@ -239,7 +234,16 @@ def build(
     console = console or Console(stderr=True)
     config = config or BuildConfig()
     out = Path(out)
-    src_paths = [Path(s) for s in sources]
+    if out.exists() and not out.is_dir():
+        raise BuildFolderError(f"--out {out} is a file, not a folder; give a folder path")
+    with folder_lock(out, on_wait=lambda m: console.print(f"[yellow]{m}")):  # one build per folder
+        return _build_locked([Path(s) for s in sources], out, config, executor, workers, address, overwrite,
+                             progress, console)
+
+
+def _build_locked(src_paths: list[Path], out: Path, config: BuildConfig, executor: str | Executor,
+                  workers: int | None, address: str | None, overwrite: bool, progress: bool,
+                  console: Console) -> BuildResult:
     work = _prepare(out, config, src_paths, overwrite)
     ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
     counts: list[StageCount] = []
@@ -266,9 +270,7 @@ def build(
     rows_test = [_manifest_row(r, out) for r in result.test]
     rows_train = [_manifest_row(r, out) for r in result.train]
     for name, rows in (("test.jsonl", rows_test), ("train.jsonl", rows_train)):
-        tmp = out / f"{name}.tmp"
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(out / name)
+        write_text_atomic(out / name, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     split_count = StageCount(SPLIT_STAGE, inputs=len(verified), outputs=len(rows_test) + len(rows_train),
                              rejected=len(result.rejected), seconds=round(time.perf_counter() - t0, 2))
     for _, reason in result.rejected:
@@ -287,8 +289,7 @@ def build(
 
 
 def _write_rejections(out: Path, work: Path, split_rejections: list[tuple[Record, str]]) -> None:
-    tmp = out / "rejections.jsonl.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(out / "rejections.jsonl") as fh:
         for cls in STAGES:
             for row in iter_rows(_journal(work, cls.name), ("id", "out")):
                 if row.get("rejected"):
@@ -297,7 +298,6 @@ def _write_rejections(out: Path, work: Path, split_rejections: list[tuple[Record
         for record, reason in split_rejections:
             fh.write(json.dumps({"id": record["id"], "stage": SPLIT_STAGE, "reason": reason, "details": {}},
                                 ensure_ascii=False) + "\n")
-    tmp.replace(out / "rejections.jsonl")
 
 
 __all__ = ["BuildResult", "BuildFolderError", "LocalExecutor", "STAGES", "build"]

@@ -28,7 +28,9 @@ from fedbench.paths import features_db
 from fedbench.scoring import worker
 from fedbench.scoring.edits import find_edits
 from fedbench.scoring.provenance import backbones_used
-from fedbench.store.features import FeatureCache
+from fedbench.store.atomic import atomic_open, write_json_atomic
+from fedbench.store.features import CacheBusyError, FeatureCache
+from fedbench.store.lock import folder_lock
 
 
 @dataclass
@@ -81,23 +83,36 @@ def _advance(progress: Any, task: Any, items: Iterable) -> Iterator:
 
 
 class _BatchedWrites:
-    """New features go to the cache in transactions of `size` rows (one commit per row is slow)."""
+    """New features go to the cache in transactions of `size` rows (one commit per row is slow).
 
-    def __init__(self, cache: FeatureCache, size: int = 64) -> None:
+    A cache that stays locked by another process past its timeout is not worth the run: the rows
+    are already computed, so caching stops (said once, on the console) and scoring goes on."""
+
+    def __init__(self, cache: FeatureCache, size: int = 64, console: Console | None = None) -> None:
         self.cache, self.size, self.pending = cache, size, []
+        self.console, self.disabled = console, False
+
+    def _flush(self) -> None:
+        if self.pending and not self.disabled:
+            try:
+                self.cache.put_many(self.pending)
+            except CacheBusyError as exc:
+                self.disabled = True
+                (self.console or Console(stderr=True)).print(
+                    f"[yellow]warning[/] {exc}; the scores are unaffected, new features of this run are not cached")
+        self.pending = []
 
     def add(self, item: tuple[str, bytes]) -> None:
         self.pending.append(item)
         if len(self.pending) >= self.size:
-            self.cache.put_many(self.pending)
-            self.pending = []
+            self._flush()
 
     def __enter__(self) -> "_BatchedWrites":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cache.put_many(self.pending)
-        self.pending = []
+        if exc[0] is None:
+            self._flush()
 
 
 def score(
@@ -115,6 +130,7 @@ def score(
     console: Console | None = None,
     version: str = FEDSCORE_VERSION,
     generation: dict[str, tuple[str, str | None]] | None = None,
+    wait: bool = False,
 ) -> ScoreResult:
     """Score every triplet of `manifest` against the edited images in `edits`.
 
@@ -122,7 +138,8 @@ def score(
     (excluded from the means, counted) or "generation_failed" (an edit failure, scored 0).
 
     Raises ManifestError (naming each bad row) before any work when the manifest or the edits
-    folder is malformed. Every triplet ends with a row: a score, or a named status.
+    folder is malformed. Every triplet ends with a row: a score, or a named status. `out` is locked
+    for the run: another process using it is refused (FolderBusyError), or waited for with `wait`.
     """
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"unknown FED-Score version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
@@ -131,11 +148,27 @@ def score(
     man = manifest if isinstance(manifest, Manifest) else read_manifest(manifest, columns, allow_outside)
     edit_paths = find_edits(Path(edits), man.triplets)
     cache_path = Path(cache_path) if cache_path else features_db()
-    FeatureCache(cache_path).close()  # create the database before readers open it
+    out_dir = Path(out) if out else None
+    check_out_folder(out_dir)
+    FeatureCache(cache_path).close()  # create the database before readers open it (and check the path)
+    with folder_lock(out_dir, wait=wait, on_wait=lambda m: console.print(f"[yellow]{m}")) if out_dir else nullcontext():
+        return _score_locked(man, edits, edit_paths, out_dir, cache_path, config, workers, progress, n_bootstrap,
+                             console, version, generation)
+
+
+def check_out_folder(out: Path | None) -> None:
+    """An --out that exists but is no folder is one clear error, before any work."""
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; give a folder path")
+
+
+def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path | None], out_dir: Path | None,
+                  cache_path: Path, config: PerceptionConfig, workers: int | None, progress: bool,
+                  n_bootstrap: int, console: Console, version: str,
+                  generation: dict[str, tuple[str, str | None]] | None) -> ScoreResult:
     workers = default_workers() if workers is None else workers
     workers = max(1, min(workers, len(man.triplets)))
     timings: dict[str, float] = {}
-    out_dir = Path(out) if out else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -148,7 +181,7 @@ def score(
         t1 = time.perf_counter()
         ref_task = bar.add_task("sources + ground truths", total=len(references)) if bar else None
         ref_info: dict[str, tuple[str | None, str | None]] = {}
-        with _BatchedWrites(cache) as writes:
+        with _BatchedWrites(cache, console=console) as writes:
             for path, key, blob, problem in _advance(bar, ref_task, pmap(worker.perceive_reference, references, 4)):
                 ref_info[path] = (key, problem)
                 if blob is not None and key is not None:
@@ -169,8 +202,10 @@ def score(
             for t in man
         ]
         edit_task = bar.add_task("edits", total=len(tasks)) if bar else None
-        partial = out_dir / "samples.jsonl.partial" if out_dir else None
-        with (open(partial, "w", encoding="utf-8") if partial else nullcontext()) as fh, _BatchedWrites(cache) as writes:
+        # samples.jsonl is streamed into a hidden temporary file and renamed over the old one once
+        # complete (a killed or failed run leaves the previous file, never a cut one).
+        with (atomic_open(out_dir / "samples.jsonl") if out_dir else nullcontext()) as fh, \
+                _BatchedWrites(cache, console=console) as writes:
             for row, blobs in _advance(bar, edit_task, pmap(worker.score_sample, tasks, 2)):
                 rows.append(row)
                 if fh:
@@ -190,11 +225,10 @@ def score(
         "backbones": backbones_used(config),
     }
     if out_dir:
-        os.replace(partial, out_dir / "samples.jsonl")
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        write_json_atomic(out_dir / "summary.json", summary, indent=2, ensure_ascii=False)
         timings["total_s"] = time.perf_counter() - t0
         run_info = {"workers": workers, "feature_cache": str(cache_path), "timings": timings,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        (out_dir / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
+        write_json_atomic(out_dir / "run.json", run_info, indent=2)
     timings["total_s"] = time.perf_counter() - t0
     return ScoreResult(samples=rows, summary=summary, out=out_dir, timings=timings)

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from fedbench.store.atomic import DiskFullError, atomic_open, is_disk_full
+
 
 def generation_key(config_hash: str, seed: int, sample_id: str, request_digest: str) -> str:
     """What decides one generated image: the editor's resolved config, the seed, the sample, and the
@@ -71,12 +73,22 @@ class Journal:
         self._fh = open(self.path, "a", encoding="utf-8")
 
     def append(self, row: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        try:
+            self._fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:  # a full disk: at worst a torn last line, which `repair` drops on resume
+            if is_disk_full(exc):
+                raise DiskFullError(self.path, exc) from exc
+            raise
 
     def close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError as exc:  # the buffered tail could not be written: same as a torn line
+            if is_disk_full(exc):
+                raise DiskFullError(self.path, exc) from exc
+            raise
 
     def __enter__(self) -> "Journal":
         return self
@@ -94,8 +106,7 @@ def compact(path: Path, order: Iterable[str]) -> list[dict[str, Any]]:
     wanted = list(order)
     rows = [latest[i] for i in wanted if i in latest]
     rest = [r for i, r in latest.items() if i not in set(wanted)]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows + rest),
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_open(path) as fh:
+        for r in rows + rest:
+            fh.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
     return rows

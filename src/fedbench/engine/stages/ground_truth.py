@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 from PIL import Image
@@ -12,7 +11,10 @@ from PIL import Image
 from fedbench.editors.base import EditRequest, EditStatus
 from fedbench.editors.config import load_editor_config, sample_seed
 from fedbench.editors.registry import build_editor
+from fedbench.editors.secrets import scrub
+from fedbench.engine.faults import is_fatal, is_transient
 from fedbench.engine.stage import Outcome, Record, Rejected, Stage
+from fedbench.store.atomic import write_bytes_atomic
 
 
 class GroundTruth(Stage):
@@ -42,8 +44,10 @@ class GroundTruth(Stage):
                                   else record.get("source_expression"))
             try:
                 result = self.editor.edit(request)
-            except Exception as exc:  # one candidate's failure is a reason, not a crash
-                problems.append(f"seed {seed}: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # one candidate's failure is a reason, not a crash...
+                if is_transient(exc) or is_fatal(exc):
+                    raise  # ...unless the machine is to blame (OOM, a locked database): retried, never journaled
+                problems.append(f"seed {seed}: {type(exc).__name__}: {scrub(str(exc), self.editor.secret_values())}")
                 continue
             if result.status != EditStatus.OK or result.image is None:
                 problems.append(f"seed {seed}: {result.status.value}: {result.reason}")
@@ -51,9 +55,7 @@ class GroundTruth(Stage):
             dest = self.work / "gt" / f"{record['id']}-s{k}.png"
             buf = io.BytesIO()
             Image.fromarray(result.image).save(buf, format="PNG", compress_level=1)
-            tmp = dest.with_name(dest.name + ".tmp")
-            tmp.write_bytes(buf.getvalue())
-            os.replace(tmp, dest)
+            write_bytes_atomic(dest, buf.getvalue())
             candidates.append({"seed": seed, "image": str(dest)})
         if not candidates:
             return Rejected("the editor gave no image: " + "; ".join(problems)[:500])
