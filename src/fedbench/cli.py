@@ -193,13 +193,23 @@ def eval_(
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder for the demo benchmark and runs"),
     workers: Optional[int] = typer.Option(None, help="processes (default: one per core)"),
+    synthetic: bool = typer.Option(False, "--synthetic", help="the older demo: public-domain faces with SYNTHETIC "
+                                   "ground truth made by the warp editor (written under OUT/synthetic)"),
 ) -> None:
-    """Offline demo: public-domain faces, synthetic warp ground truth, six editors ranked by FED-Score."""
-    from fedbench.demo import build_demo, editor_configs
+    """Offline demo: a small real benchmark shipped with fedbench (PixelSmile portraits), six editors ranked."""
+    from fedbench.demo import build_demo, copy_embedded, editor_configs
     from fedbench.evaluate import RunFolderError, evaluate
 
-    err.print("[bold]building the demo benchmark[/] (ground truth is SYNTHETIC: the warp editor at strength 1)")
-    manifest = build_demo(out)
+    if synthetic:
+        out = out / "synthetic"  # its own folder: never resumes into the real benchmark's runs
+        err.print("[bold]building the demo benchmark[/] (ground truth is SYNTHETIC: the warp editor at strength 1)")
+        manifest = build_demo(out)
+        what = "synthetic ground truth (warp editor)"
+    else:
+        err.print("[bold]demo benchmark[/]: 12 real PixelSmile triplets shipped with fedbench (Apache-2.0, "
+                  "see NOTICE.md), three people, six targets")
+        manifest = copy_embedded(out / "benchmark")
+        what = "PixelSmile triplets, real ground truth"
     cache = out / "features.sqlite"
     board = []
     for name, config in editor_configs().items():
@@ -214,7 +224,7 @@ def demo(
         o = res.summary["overall"]
         board.append((name, o["fed"]["mean"], o["alignment"]["mean"], o["fidelity"]["mean"], o["reg"]["mean"],
                       res.summary["gain"]["mean"]))
-    table = Table(title="FED-Score leaderboard — demo benchmark (synthetic ground truth)")
+    table = Table(title=f"FED-Score leaderboard — demo benchmark ({what})")
     for col in ("editor", "FED", "Alignment", "Fidelity", "REG", "mean gain"):
         table.add_column(col, justify="left" if col == "editor" else "right")
     for editor, *vals in sorted(board, key=lambda r: -(r[1] or 0)):
@@ -224,7 +234,7 @@ def demo(
     from fedbench.report.runs import load_runs
 
     report = build_report(load_runs([out / "runs" / name for name in editor_configs()]), out / "report",
-                          title="FED-Bench demo — synthetic ground truth (warp editor)")
+                          title=f"FED-Bench demo — {what}")
     console.print(f"runs written under {out / 'runs'}; report: {report.index} (open it in a browser)")
 
 
