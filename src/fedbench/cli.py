@@ -20,6 +20,8 @@ models_app = typer.Typer(help="Model weights: list, fetch and verify the offline
 app.add_typer(models_app, name="models")
 console = Console()
 err = Console(stderr=True)
+MANIFEST_HELP = ("triplet manifest (.jsonl, .csv, .parquet, .arrow; images as paths or HF Image structs), "
+                 "a Parquet shard or save_to_disk folder, or hf://datasets/ORG/NAME[@REVISION]")
 
 
 @models_app.command("list")
@@ -87,7 +89,7 @@ def print_summary(summary: dict, title: str) -> None:
 
 @app.command()
 def score(
-    manifest: Path = typer.Option(..., "--manifest", "-m", help="triplet manifest (.jsonl, .csv, .parquet)"),
+    manifest: Path = typer.Option(..., "--manifest", "-m", help=MANIFEST_HELP),
     edits: Path = typer.Option(..., "--edits", "-e", help="folder with <id>.<png|jpg|jpeg|webp|avif>"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for samples.jsonl and summary.json"),
     columns: Optional[str] = typer.Option(None, help="map fields to your columns: source=img,target=emotion"),
@@ -152,7 +154,7 @@ def editors_list(configs: Path = typer.Option(Path("configs/editors"), help="fol
 @app.command("eval")
 def eval_(
     editor: str = typer.Option(..., "--editor", help="a registered editor (warp, identity, ...) or a YAML config"),
-    benchmark: Path = typer.Option(..., "--benchmark", "-b", help="triplet manifest (.jsonl, .csv, .parquet)"),
+    benchmark: Path = typer.Option(..., "--benchmark", "-b", help=MANIFEST_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="run folder: generated/, generations.jsonl, samples.jsonl, summary.json"),
     editor_arg: Optional[list[str]] = typer.Option(None, "--editor-arg", help="override a parameter: key=value (repeatable)"),
     seed: Optional[int] = typer.Option(None, help="base seed (default: the config's, else 0)"),
