@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fedbench.data.join import data_app
 from fedbench.data.manifest import ManifestError, parse_columns
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
 from fedbench.models.store import ARTIFACTS, ArtifactError, pull, verify
@@ -18,10 +19,11 @@ app = typer.Typer(help="FED-Bench: score instruction-driven facial-expression ed
                   no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Model weights: list, fetch and verify the offline backbones.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
 MANIFEST_HELP = ("triplet manifest (.jsonl, .csv, .parquet, .arrow; images as paths or HF Image structs), "
-                 "a Parquet shard or save_to_disk folder, or hf://datasets/ORG/NAME[@REVISION]")
+                 "a Parquet shard or save_to_disk folder, or hf://datasets/ORG/NAME(@REVISION)")
 
 
 @models_app.command("list")

@@ -238,10 +238,10 @@ def _image_value(value: Any, folder: Path) -> Any:
 # -------------------------------------------------------------------------------------------- reading
 
 
-def _check_columns(where: Path, schema: pa.Schema, columns: dict[str, str]) -> None:
-    """Every required field's column must exist; say which columns there are (and which are images)."""
+def check_columns(where: Path, schema: pa.Schema, columns: dict[str, str], fields: tuple[str, ...] = REQUIRED) -> None:
+    """Every field's column must exist; say which columns there are (and which are images)."""
     names = set(schema.names)
-    missing = [f for f in REQUIRED if columns.get(f, f) not in names]
+    missing = [f for f in fields if columns.get(f, f) not in names]
     if missing:
         images = set(_image_columns(schema))
         have = ", ".join(f"{n} (Image)" if n in images else n for n in schema.names)
@@ -250,11 +250,11 @@ def _check_columns(where: Path, schema: pa.Schema, columns: dict[str, str]) -> N
                                                "Map yours with --columns field=column")])
 
 
-def _records(parts: list[tuple[str, pa.Schema, Iterator[pa.RecordBatch]]], columns: dict[str, str],
+def _records(parts: list[tuple[str, pa.Schema, Iterator[pa.RecordBatch]]], image_columns: list[str],
              folder: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[TablePart]]:
     rows: list[tuple[int, dict[str, Any]]] = []
     spans: list[TablePart] = []
-    image_cols = {columns.get(f, f) for f in IMAGE_FIELDS}
+    image_cols = set(image_columns)
     for name, _schema, batches in parts:
         first = len(rows) + 1
         for batch in batches:
@@ -275,14 +275,26 @@ def _locate(problem: Problem, spans: list[TablePart]) -> Problem:
     return problem
 
 
-def read_hub_manifest(path: str | Path, columns: dict[str, str] | None = None, allow_outside: bool = False,
-                      image_folder: Path | None = None) -> Manifest:
-    """Read a Parquet/Arrow file, a shard folder, a save_to_disk folder or an hf:// dataset as a Manifest.
+@dataclass
+class HubTable:
+    """A dataset's rows, read: embedded images already replaced by their materialised paths."""
 
-    Path-valued image cells are relative to the dataset's folder (the file's folder, or the folder
-    given); embedded ones are materialised under `image_folder` (default `<cache>/embedded`)."""
-    columns = columns or {}
-    folder = (image_folder or embedded_dir()).expanduser().resolve()
+    local: Path  # the file or folder read (an hf:// dataset's downloaded snapshot)
+    root: Path  # what path-valued image cells are relative to
+    rows: list[tuple[int, dict[str, Any]]]
+    spans: list[TablePart]
+
+    def locate(self, exc: ManifestError) -> ManifestError:
+        """The same error with each row also named by its own file, when there are several files."""
+        if len(self.spans) < 2:
+            return exc
+        return ManifestError(exc.path, [_locate(p, self.spans) for p in exc.problems])
+
+
+def load_table(path: str | Path, columns: dict[str, str], image_folder: Path,
+               fields: tuple[str, ...] = REQUIRED, image_fields: tuple[str, ...] = IMAGE_FIELDS) -> HubTable:
+    """Read a Parquet/Arrow file, a shard or save_to_disk folder, or an hf:// dataset; check that each
+    of `fields` has a column; materialise the embedded images of `image_fields` under `image_folder`."""
     url = hf_url(path)
     local = download(url) if url else Path(path).expanduser().resolve()
     if not local.exists():
@@ -302,11 +314,21 @@ def read_hub_manifest(path: str | Path, columns: dict[str, str] | None = None, a
                 raise ManifestError(f, [Problem(0, f"not a readable Parquet/Arrow file: {exc}")]) from None
             parts.append((f.relative_to(root).as_posix(), schema, batches))
     for name, schema, _ in parts:
-        _check_columns(root / name if len(parts) > 1 else local, schema, columns)
-    rows, spans = _records(parts, columns, folder)
+        check_columns(root / name if len(parts) > 1 else local, schema, columns, fields)
+    rows, spans = _records(parts, [columns.get(f, f) for f in image_fields], image_folder.expanduser().resolve())
+    return HubTable(local, root, rows, spans)
+
+
+def read_hub_manifest(path: str | Path, columns: dict[str, str] | None = None, allow_outside: bool = False,
+                      image_folder: Path | None = None) -> Manifest:
+    """Read a Parquet/Arrow file, a shard folder, a save_to_disk folder or an hf:// dataset as a Manifest.
+
+    Path-valued image cells are relative to the dataset's folder (the file's folder, or the folder
+    given); embedded ones are materialised under `image_folder` (default `<cache>/embedded`)."""
+    columns = columns or {}
+    folder = (image_folder or embedded_dir()).expanduser().resolve()
+    t = load_table(path, columns, folder)
     try:
-        return read_manifest(local, columns, allow_outside, rows=rows, root=root, extra_roots=(folder,))
+        return read_manifest(t.local, columns, allow_outside, rows=t.rows, root=t.root, extra_roots=(folder,))
     except ManifestError as exc:
-        if len(spans) < 2:
-            raise
-        raise ManifestError(exc.path, [_locate(p, spans) for p in exc.problems]) from None
+        raise t.locate(exc) from None
