@@ -155,8 +155,8 @@ def editors_list(configs: Path = typer.Option(Path("configs/editors"), help="fol
 
 @app.command("eval")
 def eval_(
-    editor: str = typer.Option(..., "--editor", help="a registered editor (warp, identity, ...) or a YAML config"),
-    benchmark: Path = typer.Option(..., "--benchmark", "-b", help=MANIFEST_HELP),
+    editor: Optional[str] = typer.Option(None, "--editor", help="a registered editor (warp, identity, ...) or a YAML config"),
+    benchmark: Optional[Path] = typer.Option(None, "--benchmark", "-b", help=MANIFEST_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="run folder: generated/, generations.jsonl, samples.jsonl, summary.json"),
     editor_arg: Optional[list[str]] = typer.Option(None, "--editor-arg", help="override a parameter: key=value (repeatable)"),
     seed: Optional[int] = typer.Option(None, help="base seed (default: the config's, else 0)"),
@@ -169,27 +169,42 @@ def eval_(
     workers: Optional[int] = typer.Option(None, help="scoring processes (default: one per core)"),
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
     fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="run part K of N (K from 1) of the benchmark, e.g. 2/8"),
+    merge: Optional[list[Path]] = typer.Option(None, "--merge", help="a shard's run folder to merge into --out "
+                                               "(repeat for every shard; no --editor needed)"),
+    executor: str = typer.Option("local", help="local, or ray: one editor actor per GPU (per CPU slot without)"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto, ray://host:port); none starts one"),
+    gpus_per_editor: float = typer.Option(1.0, help="GPUs each Ray editor actor takes"),
 ) -> None:
     """Run an editing model over a benchmark (only what is missing), then score it with FED-Score."""
     from fedbench.editors.config import EditorConfigError, parse_editor_args
+    from fedbench.eval_shards import MergeError, merge as merge_shards, parse_shard
     from fedbench.evaluate import RunFolderError, evaluate
 
     try:
-        result = evaluate(editor, benchmark, out, editor_args=parse_editor_args(editor_arg), seed=seed,
-                          resume=resume, overwrite=overwrite, columns=parse_columns(columns),
-                          allow_outside=allow_outside, limit=limit, jobs=jobs, workers=workers, cache_path=cache,
-                          console=err, version=fedscore_version)
-    except (ManifestError, EditorConfigError, RunFolderError, ValueError) as exc:
+        if merge:
+            result = merge_shards(merge, out, benchmark=benchmark, columns=parse_columns(columns),
+                                  allow_outside=allow_outside, overwrite=overwrite, workers=workers,
+                                  cache_path=cache, console=err, version=fedscore_version)
+        else:
+            if editor is None or benchmark is None:
+                raise ValueError("--editor and --benchmark are required (or --merge DIR ... to merge shards)")
+            result = evaluate(editor, benchmark, out, editor_args=parse_editor_args(editor_arg), seed=seed,
+                              resume=resume, overwrite=overwrite, columns=parse_columns(columns),
+                              allow_outside=allow_outside, limit=limit, jobs=jobs, workers=workers, cache_path=cache,
+                              console=err, version=fedscore_version, shard=parse_shard(shard) if shard else None,
+                              executor=executor, address=address, gpus_per_editor=gpus_per_editor)
+    except (ManifestError, EditorConfigError, RunFolderError, MergeError, ValueError) as exc:
         err.print(f"[red]error[/] {exc}")
         raise typer.Exit(2)
     except ArtifactError as exc:
         err.print(f"[red]model error[/] {exc}")
         raise typer.Exit(3)
     c = result.counts
-    err.print(f"generation: {c['generated']} generated, {c['reused']} reused, {c['failed']} failed, "
+    err.print(f"generation: {c['generated']} generated, {c.get('reused', 0)} reused, {c['failed']} failed, "
               f"{c['refused']} refused")
     print_summary(result.summary, f"FED-Score v{result.summary['fedscore_version']} — {result.config.name} "
-                  f"on {benchmark.name}")
+                  f"on {Path(result.summary['manifest']).name}")
     console.print(f"wrote {out}/generations.jsonl, samples.jsonl and summary.json")
 
 

@@ -98,11 +98,13 @@ def _prepare_folder(out: Path, info: dict[str, Any], resume: bool, overwrite: bo
             raise RunFolderError(f"{out} already holds an eval run ({meta}); pass --resume to continue it "
                                  "or --overwrite to start again")
         old = json.loads(meta.read_text())
-        if old.get("config_hash") != info["config_hash"] or old.get("benchmark") != info["benchmark"]:
+        if (old.get("config_hash"), old.get("benchmark"), old.get("shard")) != (
+                info["config_hash"], info["benchmark"], info.get("shard")):
             raise RunFolderError(
                 f"{out} was made by editor {old.get('editor')!r} (config {old.get('config_hash')}) on "
                 f"{old.get('benchmark')}; this run is {info['editor']!r} (config {info['config_hash']}) on "
-                f"{info['benchmark']}. Use another --out, or --overwrite to replace it")
+                f"{info['benchmark']} (shard {old.get('shard')} vs {info.get('shard')}). Use another --out, "
+                "or --overwrite to replace it")
     if check_only:
         return
     (out / GENERATED).mkdir(parents=True, exist_ok=True)
@@ -151,7 +153,7 @@ def _request(t: Any, seed: int, editor: Editor) -> EditRequest:
 
 def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: Manifest, out: Path,
              progress: bool = True, console: Console | None = None,
-             jobs: int = 1) -> tuple[list[dict[str, Any]], dict[str, int]]:
+             jobs: int = 1, dispatch: Any = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Generate every missing image of `manifest` into out/generated; returns the compacted log.
 
     `jobs` > 1 sends that many requests at once to editors that allow it (`thread_safe`: HTTP APIs,
@@ -199,7 +201,12 @@ def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: M
     with Journal(log_path) as log, _progress(progress, console) as bar:
         task = bar.add_task(f"generating ({config.name})", total=len(manifest),
                             completed=counts["reused"]) if bar else None
-        if jobs > 1 and editor.thread_safe:
+        if dispatch is not None:  # another executor (fedbench.eval_ray): rows logged here as results arrive
+            for item, result, seconds in dispatch([(item, _request(item[0], item[1], editor)) for item in todo], bar):
+                log.append(finish(item, result, seconds))
+                if bar:
+                    bar.advance(task)
+        elif jobs > 1 and editor.thread_safe:
             pool = ThreadPoolExecutor(jobs)
             try:
                 pending: dict[Any, tuple[Any, int, str, Path]] = {}
@@ -245,6 +252,10 @@ def evaluate(
     console: Console | None = None,
     version: str = FEDSCORE_VERSION,
     n_bootstrap: int = 1000,
+    shard: tuple[int, int] | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    gpus_per_editor: float = 1.0,
 ) -> EvalResult:
     """Generate with `editor` (a YAML config, a registered name, or an EditorConfig) over `benchmark`,
     then score into `out`. Raises before any work on a bad manifest, config or run folder."""
@@ -252,6 +263,10 @@ def evaluate(
     manifest = benchmark if isinstance(benchmark, Manifest) else read_manifest(benchmark, columns, allow_outside)
     if limit is not None:
         manifest = Manifest(manifest.path, manifest.root, manifest.triplets[:limit])
+    if shard is not None:  # an array job's part (fedbench.eval_shards); `eval --merge` joins the parts
+        from fedbench.eval_shards import select_shard
+
+        manifest = select_shard(manifest, *shard)
     config = editor if isinstance(editor, EditorConfig) else load_editor_config(editor, editor_args, seed)
     try:
         instance = build_editor(config)
@@ -261,19 +276,41 @@ def evaluate(
     out = Path(out)
     info = {"editor": config.name, "adapter": config.adapter, "editor_version": instance.version,
             "config_hash": config_hash, "seed": config.seed, "params": instance.params,
-            "config_file": config.source, "benchmark": str(manifest.path), "limit": limit}
+            "config_file": config.source, "benchmark": str(manifest.path), "limit": limit,
+            **({"shard": f"{shard[0]}/{shard[1]}"} if shard else {})}
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r}: local or ray")
+    dispatch = None
     try:
         _prepare_folder(out, info, resume, overwrite, check_only=True)  # refuse early, before a long load
         try:
-            instance.load()
+            if executor == "ray":  # the editor loads in Ray actors (fedbench.eval_ray), not here
+                from fedbench.eval_ray import RayDispatch
+
+                dispatch = RayDispatch(config, address=address, gpus_per_editor=gpus_per_editor, console=console)
+            else:
+                instance.load()
         except Exception as exc:  # e.g. DiffusersLoadError: the whole run cannot go on, and nothing is touched
             raise EditorConfigError(f"editor {config.name!r} ({config.adapter}) cannot load: {exc}") from exc
         _prepare_folder(out, info, resume, overwrite)
         t0 = time.perf_counter()
-        rows, counts = generate(instance, config, config_hash, manifest, out, progress, console, jobs)
+        rows, counts = generate(instance, config, config_hash, manifest, out, progress, console, jobs, dispatch)
         generation_s = time.perf_counter() - t0
     finally:
         instance.close()  # free the editor (GPU memory, sessions) before scoring starts its workers
+        if dispatch is not None:
+            dispatch.close()
+    result = score_run(manifest, out, info, rows, {**counts, "seconds": round(generation_s, 2)}, perception=perception,
+                       workers=workers, cache_path=cache_path, progress=progress, console=console, version=version,
+                       n_bootstrap=n_bootstrap)
+    return EvalResult(out=out, config=config, config_hash=config_hash, generations=rows, score=result, counts=counts)
+
+
+def score_run(manifest: Manifest, out: Path, info: dict[str, Any], rows: list[dict[str, Any]],
+              generation: dict[str, Any], *, perception: PerceptionConfig | None = None, workers: int | None = None,
+              cache_path: str | Path | None = None, progress: bool = True, console: Console | None = None,
+              version: str = FEDSCORE_VERSION, n_bootstrap: int = 1000) -> ScoreResult:
+    """Score a run folder's generated images (also for merged shards); `generation` goes to run.json."""
     failed = {r["id"]: (r["status"], r["reason"]) for r in rows if r["status"] != EditStatus.OK.value}
     result = score(manifest, out / GENERATED, out, config=perception, workers=workers, cache_path=cache_path,
                    progress=progress, console=console, version=version, n_bootstrap=n_bootstrap,
@@ -283,7 +320,7 @@ def evaluate(
     summary = {**result.summary, "editor": info}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     run_info = json.loads((out / "run.json").read_text())
-    run_info["generation"] = {**counts, "seconds": round(generation_s, 2)}
+    run_info["generation"] = generation
     (out / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     result.summary = summary
-    return EvalResult(out=out, config=config, config_hash=config_hash, generations=rows, score=result, counts=counts)
+    return result
