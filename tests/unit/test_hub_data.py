@@ -180,3 +180,20 @@ def test_plain_path_parquet_still_reads(tmp_path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "m.parquet")
     (t,) = read_manifest(tmp_path / "m.parquet").triplets
     assert t.target == "surprise" and t.source == (tmp_path / "a.png").resolve() and t.meta == {"k": 1}
+
+
+def test_hub_refusals_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    response = httpx2.Response(403, request=httpx2.Request("GET", "https://huggingface.co/api/datasets/o/n"))
+    for error, expected in ((GatedRepoError("gated", response=response), "accept its terms"),
+                            (RepositoryNotFoundError("nf", response=response), "not found, or private"),
+                            (LocalEntryNotFoundError("offline"), "could not download o/n")):
+        def fail(repo_id: str, _error: Exception = error, **kw) -> str:
+            raise _error
+
+        monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+        with pytest.raises(ManifestError, match=expected):
+            read_manifest("hf://datasets/o/n")
