@@ -155,7 +155,8 @@ def editors_list(configs: Path = typer.Option(Path("configs/editors"), help="fol
 
 @app.command("eval")
 def eval_(
-    editor: Optional[str] = typer.Option(None, "--editor", help="a registered editor (warp, identity, ...) or a YAML config"),
+    editor: Optional[str] = typer.Option(None, "--editor",
+                                         help="a registered editor (warp, identity, ...) or a YAML config"),
     benchmark: Optional[Path] = typer.Option(None, "--benchmark", "-b", help=MANIFEST_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="run folder: generated/, generations.jsonl, samples.jsonl, summary.json"),
     editor_arg: Optional[list[str]] = typer.Option(None, "--editor-arg", help="override a parameter: key=value (repeatable)"),

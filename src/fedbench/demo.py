@@ -14,7 +14,6 @@ made by the `warp` editor at its reference strength.
 from __future__ import annotations
 
 import json
-import shutil
 from importlib import resources
 from pathlib import Path
 

@@ -76,7 +76,8 @@ class RayDispatch:
             raise
         self.console.print(f"ray: {n} editor actor(s) ({options}) on {len(ray.nodes())} node(s)")
 
-    def __call__(self, requests: list[tuple[Any, EditRequest]], bar: Any = None) -> Iterator[tuple[Any, EditResult, float]]:
+    def __call__(self, requests: list[tuple[Any, EditRequest]],
+                 bar: Any = None) -> Iterator[tuple[Any, EditResult, float]]:
         ray = self.ray
         queue = deque(requests)
         pending: dict[Any, tuple[int, Any]] = {}  # object ref -> (actor index, item)

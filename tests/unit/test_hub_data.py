@@ -162,7 +162,8 @@ def test_path_only_structs_stay_relative_and_inside(tmp_path: Path) -> None:
     schema = pa.schema([("id", pa.string()), ("source", image), ("instruction", pa.string()),
                         ("target", pa.string()), ("ground_truth", image)])
     rows = [{"id": i, "source": {"bytes": None, "path": src}, "instruction": INSTR, "target": "sad",
-             "ground_truth": {"bytes": None, "path": "imgs/b.png"}} for i, src in (("x", "imgs/a.png"), ("y", "../a.png"))]
+             "ground_truth": {"bytes": None, "path": "imgs/b.png"}}
+            for i, src in (("x", "imgs/a.png"), ("y", "../a.png"))]
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp_path / "p.parquet")
     with pytest.raises(ManifestError) as exc:
         read_manifest(tmp_path / "p.parquet")

@@ -113,7 +113,8 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
     raise ManifestError(path, [Problem(0, f"unknown manifest format {suffix!r} (use .jsonl, .csv, .tsv or .parquet)")])
 
 
-def _resolve(root: Path, value: str, allow_outside: bool, extra_roots: tuple[Path, ...] = ()) -> tuple[Path, str | None]:
+def _resolve(root: Path, value: str, allow_outside: bool,
+             extra_roots: tuple[Path, ...] = ()) -> tuple[Path, str | None]:
     p = Path(value).expanduser()
     full = (p if p.is_absolute() else root / p).resolve()
     if not allow_outside and not any(full.is_relative_to(r) for r in (root, *extra_roots)):
