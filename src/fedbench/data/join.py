@@ -4,7 +4,7 @@ The official FED-Bench release publishes the ground-truth images (Parquet on the
 frames come from SFEW 2.0, which users obtain under its own licence. A key column of the release
 names each row's source; `--source-pattern` turns it (and any other column) into a path under
 `--sources-root`. Every row is checked - key present, source file there, target, instruction, id
-unique - and every problem, each missing source by id, is reported before anything is written.
+unique - and every problem, each missing source by id, is reported before the manifest is written.
 Embedded ground-truth images are written beside the manifest (`ground_truth/<sha256>.<ext>`) so the
 manifest, its ground truth and (when `--sources-root` lies inside its folder) its sources form one
 folder that `fedbench score` / `eval` read without `--allow-outside`.
@@ -46,7 +46,7 @@ def join(gt: str | Path, sources_root: str | Path, key: str, out: str | Path, *,
          source_pattern: str = "{key}.jpg", columns: dict[str, str] | None = None) -> JoinResult:
     """Join the ground-truth dataset `gt` (anything fedbench.data.hub reads) with the files under
     `sources_root` by column `key`; write a JSONL manifest to `out`. Raises ManifestError listing every
-    bad row before writing anything."""
+    bad row before the manifest is written."""
     from fedbench.data.hub import load_table  # pyarrow & co. only when a join runs, not at CLI start
 
     columns = dict(columns or {})
