@@ -105,6 +105,7 @@ class RayDispatch:
                 except ray.exceptions.RayActorError as exc:  # the actor died (OOM, node lost): this sample
                     dead.add(i)  # fails (tried again on --resume) and the actor gets no more work
                     result, seconds = EditResult.failed(f"ray actor {i} died: {type(exc).__name__}: {exc}"), 0.0
+                result.details = {**(result.details or {}), "ray_actor": self.names[i]}  # provenance, in the log
                 done[i] += 1
                 if bar:
                     rate = done[i] / max(time.perf_counter() - t0, 1e-9)

@@ -94,6 +94,9 @@ def test_ray_run_equals_the_local_run_warp(ray_local, bench: Path, cache: Path, 
     res = _run(WARP, bench, tmp_path / "ray", cache, executor="ray")
     assert res.counts["generated"] + res.counts["failed"] == N_TRIPLETS
     assert (tmp_path / "ray" / "samples.jsonl").read_bytes() == (tmp_path / "local" / "samples.jsonl").read_bytes()
+    log = (tmp_path / "ray" / "generations.jsonl").read_text().splitlines()
+    actors = {json.loads(x)["details"]["ray_actor"] for x in log}
+    assert len(actors) == 2  # both CPU slots got an editor actor, and each row says which one made it
     again = _run(WARP, bench, tmp_path / "ray", cache, executor="ray", resume=True)  # the same log resumes
     assert again.counts["reused"] == res.counts["generated"] and again.counts["generated"] == 0
 
