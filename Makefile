@@ -1,5 +1,5 @@
 # fedbench: the two commands the README promises, each doing its own set-up on a fresh machine.
-#   make demo   offline demo: public-domain faces, synthetic ground truth, six editors ranked
+#   make demo   offline demo: 12 real PixelSmile triplets shipped in the package, six editors ranked
 #   make test   the test suite, real models on the shared fixtures (../shared/fixtures/pixelsmile)
 PYTHON ?= python3
 VENV   := .venv

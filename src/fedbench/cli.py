@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fedbench.data.join import data_app
 from fedbench.data.manifest import ManifestError, parse_columns
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
 from fedbench.models.store import ARTIFACTS, ArtifactError, pull, verify
@@ -22,8 +23,11 @@ app = typer.Typer(help="FED-Bench: score instruction-driven facial-expression ed
                   no_args_is_help=True, add_completion=False)
 models_app = typer.Typer(help="Model weights: list, fetch and verify the offline backbones.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
 console = Console()
 err = Console(stderr=True)
+MANIFEST_HELP = ("triplet manifest (.jsonl, .csv, .parquet, .arrow; images as paths or HF Image structs), "
+                 "a Parquet shard or save_to_disk folder, or hf://datasets/ORG/NAME(@REVISION)")
 
 
 @contextmanager
@@ -125,7 +129,7 @@ def print_summary(summary: dict, title: str) -> None:
 
 @app.command()
 def score(
-    manifest: Path = typer.Option(..., "--manifest", "-m", help="triplet manifest (.jsonl, .csv, .parquet)"),
+    manifest: Path = typer.Option(..., "--manifest", "-m", help=MANIFEST_HELP),
     edits: Path = typer.Option(..., "--edits", "-e", help="folder with <id>.<png|jpg|jpeg|webp|avif>"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for samples.jsonl and summary.json"),
     columns: Optional[str] = typer.Option(None, help="map fields to your columns: source=img,target=emotion"),
@@ -191,8 +195,9 @@ def editors_list(configs: Path = typer.Option(Path("configs/editors"), help="fol
 
 @app.command("eval")
 def eval_(
-    editor: str = typer.Option(..., "--editor", help="a registered editor (warp, identity, ...) or a YAML config"),
-    benchmark: Path = typer.Option(..., "--benchmark", "-b", help="triplet manifest (.jsonl, .csv, .parquet)"),
+    editor: Optional[str] = typer.Option(None, "--editor",
+                                         help="a registered editor (warp, identity, ...) or a YAML config"),
+    benchmark: Optional[Path] = typer.Option(None, "--benchmark", "-b", help=MANIFEST_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="run folder: generated/, generations.jsonl, samples.jsonl, summary.json"),
     editor_arg: Optional[list[str]] = typer.Option(None, "--editor-arg", help="override a parameter: key=value (repeatable)"),
     seed: Optional[int] = typer.Option(None, help="base seed (default: the config's, else 0)"),
@@ -206,28 +211,44 @@ def eval_(
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
     fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
     wait: bool = typer.Option(False, "--wait", help="when another process uses --out, wait for it instead of stopping"),
+    shard: Optional[str] = typer.Option(None, "--shard", help="run part K of N (K from 1) of the benchmark, e.g. 2/8"),
+    merge: Optional[list[Path]] = typer.Option(None, "--merge", help="a shard's run folder to merge into --out "
+                                               "(repeat for every shard; no --editor needed)"),
+    executor: str = typer.Option("local", help="local, or ray: one editor actor per GPU (per CPU slot without)"),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto, ray://host:port); none starts one"),
+    gpus_per_editor: float = typer.Option(1.0, help="GPUs each Ray editor actor takes"),
 ) -> None:
     """Run an editing model over a benchmark (only what is missing), then score it with FED-Score."""
     from fedbench.editors.config import EditorConfigError, parse_editor_args
+    from fedbench.eval_shards import MergeError, merge as merge_shards, parse_shard
     from fedbench.evaluate import RunFolderError, evaluate
 
     try:
         with _one_line_errors():
-            result = evaluate(editor, benchmark, out, editor_args=parse_editor_args(editor_arg), seed=seed,
-                              resume=resume, overwrite=overwrite, columns=parse_columns(columns),
-                              allow_outside=allow_outside, limit=limit, jobs=jobs, workers=workers,
-                              cache_path=cache, console=err, version=fedscore_version, wait=wait)
-    except (ManifestError, EditorConfigError, RunFolderError, ValueError) as exc:
+            if merge:
+                result = merge_shards(merge, out, benchmark=benchmark, columns=parse_columns(columns),
+                                      allow_outside=allow_outside, overwrite=overwrite, workers=workers,
+                                      cache_path=cache, console=err, version=fedscore_version)
+            else:
+                if editor is None or benchmark is None:
+                    raise ValueError("--editor and --benchmark are required (or --merge DIR ... to merge shards)")
+                result = evaluate(editor, benchmark, out, editor_args=parse_editor_args(editor_arg), seed=seed,
+                                  resume=resume, overwrite=overwrite, columns=parse_columns(columns),
+                                  allow_outside=allow_outside, limit=limit, jobs=jobs, workers=workers,
+                                  cache_path=cache, console=err, version=fedscore_version, wait=wait,
+                                  shard=parse_shard(shard) if shard else None, executor=executor, address=address,
+                                  gpus_per_editor=gpus_per_editor)
+    except (ManifestError, EditorConfigError, RunFolderError, MergeError, ValueError) as exc:
         err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2)
     except ArtifactError as exc:
         err.print(f"[red]model error[/] {exc}")
         raise typer.Exit(3)
     c = result.counts
-    err.print(f"generation: {c['generated']} generated, {c['reused']} reused, {c['failed']} failed, "
+    err.print(f"generation: {c['generated']} generated, {c.get('reused', 0)} reused, {c['failed']} failed, "
               f"{c['refused']} refused")
     print_summary(result.summary, f"FED-Score v{result.summary['fedscore_version']} — {result.config.name} "
-                  f"on {benchmark.name}")
+                  f"on {Path(result.summary['manifest']).name}")
     console.print(f"wrote {out}/generations.jsonl, samples.jsonl and summary.json")
 
 
@@ -235,13 +256,23 @@ def eval_(
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="folder for the demo benchmark and runs"),
     workers: Optional[int] = typer.Option(None, help="processes (default: one per core)"),
+    synthetic: bool = typer.Option(False, "--synthetic", help="the older demo: public-domain faces with SYNTHETIC "
+                                   "ground truth made by the warp editor (written under OUT/synthetic)"),
 ) -> None:
-    """Offline demo: public-domain faces, synthetic warp ground truth, six editors ranked by FED-Score."""
-    from fedbench.demo import build_demo, editor_configs
+    """Offline demo: a small real benchmark shipped with fedbench (PixelSmile portraits), six editors ranked."""
+    from fedbench.demo import build_demo, copy_embedded, editor_configs
     from fedbench.evaluate import RunFolderError, evaluate
 
-    err.print("[bold]building the demo benchmark[/] (ground truth is SYNTHETIC: the warp editor at strength 1)")
-    manifest = build_demo(out)
+    if synthetic:
+        out = out / "synthetic"  # its own folder: never resumes into the real benchmark's runs
+        err.print("[bold]building the demo benchmark[/] (ground truth is SYNTHETIC: the warp editor at strength 1)")
+        manifest = build_demo(out)
+        what = "synthetic ground truth (warp editor)"
+    else:
+        err.print("[bold]demo benchmark[/]: 12 real PixelSmile triplets shipped with fedbench (Apache-2.0, "
+                  "see NOTICE.md), three people, six targets")
+        manifest = copy_embedded(out / "benchmark")
+        what = "PixelSmile triplets, real ground truth"
     cache = out / "features.sqlite"
     board = []
     for name, config in editor_configs().items():
@@ -256,7 +287,7 @@ def demo(
         o = res.summary["overall"]
         board.append((name, o["fed"]["mean"], o["alignment"]["mean"], o["fidelity"]["mean"], o["reg"]["mean"],
                       res.summary["gain"]["mean"]))
-    table = Table(title="FED-Score leaderboard — demo benchmark (synthetic ground truth)")
+    table = Table(title=f"FED-Score leaderboard — demo benchmark ({what})")
     for col in ("editor", "FED", "Alignment", "Fidelity", "REG", "mean gain"):
         table.add_column(col, justify="left" if col == "editor" else "right")
     for editor, *vals in sorted(board, key=lambda r: -(r[1] or 0)):
@@ -266,7 +297,7 @@ def demo(
     from fedbench.report.runs import load_runs
 
     report = build_report(load_runs([out / "runs" / name for name in editor_configs()]), out / "report",
-                          title="FED-Bench demo — synthetic ground truth (warp editor)")
+                          title=f"FED-Bench demo — {what}")
     console.print(f"runs written under {out / 'runs'}; report: {report.index} (open it in a browser)")
 
 

@@ -1,14 +1,20 @@
 """`fedbench demo`: the embedded default, offline and on CPU.
 
-A small benchmark is assembled from public-domain portraits that ship inside installed packages
-(scikit-image's astronaut, matplotlib's Grace Hopper), six target expressions each. The ground truth
-is SYNTHETIC: the `warp` editor at its reference strength. Probe editors (lazy, oracle, pixel blends)
-and `warp` at half and double strength then run through `fedbench eval` and are ranked.
+Default: a small REAL benchmark that ships inside the package (`fedbench/demo_data/`): 12 triplets of
+PixelSmile edited portraits (Apache-2.0, NOTICE beside them) - three people, every non-neutral target
+twice, each chosen because its ground truth moves clearly (|dG| >= 1.30 under FED-Score 1.2, against the
+`degenerate_gt` threshold of 0.38). Probe editors (lazy, oracle, pixel blends) and the `warp` editor
+at half and double strength run through `fedbench eval` and are ranked.
+
+`--synthetic` keeps the older demo: public-domain portraits that ship inside installed packages
+(scikit-image's astronaut, matplotlib's Grace Hopper), six targets each, with SYNTHETIC ground truth
+made by the `warp` editor at its reference strength.
 """
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +37,7 @@ INSTRUCTIONS = {
 # name -> (adapter, params, what it is)
 EDITORS: dict[str, tuple[str, dict, str]] = {
     "identity": ("identity", {}, "lazy probe: returns the source"),
-    "oracle": ("oracle", {}, "returns the (synthetic) ground truth"),
+    "oracle": ("oracle", {}, "returns the ground truth"),
     "pixel-blend-0.5": ("pixel-blend", {"k": 0.5}, "S + 0.5 (G - S): under-edit"),
     "pixel-blend-2": ("pixel-blend", {"k": 2.0}, "S + 2 (G - S): over-edit"),
     "warp-0.5": ("warp", {"strength": 0.5}, "warp editor at half strength"),
@@ -86,3 +92,28 @@ def build_demo(root: Path) -> Path:
     manifest = root / "triplets.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest
+
+
+DEMO_DATA = "demo_data"  # package folder: triplets.jsonl, images/, NOTICE.md
+
+
+def embedded_manifest() -> Path:
+    """The packaged real benchmark's manifest, read in place (for tests and `fedbench score`)."""
+    return Path(str(resources.files("fedbench") / DEMO_DATA / "triplets.jsonl"))
+
+
+def copy_embedded(root: Path) -> Path:
+    """Copy the packaged real benchmark (manifest, images, NOTICE) under `root`; return its manifest.
+
+    Copied rather than read in place so the run folders point at a folder the user owns (an
+    installed package may be read-only or zipped) and the NOTICE travels with the images."""
+    src = resources.files("fedbench") / DEMO_DATA
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    for name in ("triplets.jsonl", "NOTICE.md"):
+        (root / name).write_bytes((src / name).read_bytes())
+    for item in (src / "images").iterdir():
+        dst = root / "images" / item.name
+        data = item.read_bytes()
+        if not dst.is_file() or dst.read_bytes() != data:  # unchanged files keep their mtime
+            dst.write_bytes(data)
+    return root / "triplets.jsonl"

@@ -94,11 +94,13 @@ def _prepare_folder(out: Path, info: dict[str, Any], resume: bool, overwrite: bo
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RunFolderError(f"{meta} is unreadable ({exc}); use another --out, or --overwrite to start "
                                  "again") from None
-        if old.get("config_hash") != info["config_hash"] or old.get("benchmark") != info["benchmark"]:
+        if (old.get("config_hash"), old.get("benchmark"), old.get("shard")) != (
+                info["config_hash"], info["benchmark"], info.get("shard")):
             raise RunFolderError(
                 f"{out} was made by editor {old.get('editor')!r} (config {old.get('config_hash')}) on "
                 f"{old.get('benchmark')}; this run is {info['editor']!r} (config {info['config_hash']}) on "
-                f"{info['benchmark']}. Use another --out, or --overwrite to replace it")
+                f"{info['benchmark']} (shard {old.get('shard')} vs {info.get('shard')}). Use another --out, "
+                "or --overwrite to replace it")
     if check_only:
         return
     (out / GENERATED).mkdir(parents=True, exist_ok=True)
@@ -150,7 +152,7 @@ def _request(t: Any, seed: int, editor: Editor) -> EditRequest:
 
 def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: Manifest, out: Path,
              progress: bool = True, console: Console | None = None,
-             jobs: int = 1) -> tuple[list[dict[str, Any]], dict[str, int]]:
+             jobs: int = 1, dispatch: Any = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Generate every missing image of `manifest` into out/generated; returns the compacted log.
 
     `jobs` > 1 sends that many requests at once to editors that allow it (`thread_safe`: HTTP APIs,
@@ -198,7 +200,12 @@ def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: M
     with Journal(log_path) as log, _progress(progress, console) as bar:
         task = bar.add_task(f"generating ({config.name})", total=len(manifest),
                             completed=counts["reused"]) if bar else None
-        if jobs > 1 and editor.thread_safe:
+        if dispatch is not None:  # another executor (fedbench.eval_ray): rows logged here as results arrive
+            for item, result, seconds in dispatch([(item, _request(item[0], item[1], editor)) for item in todo], bar):
+                log.append(finish(item, result, seconds))
+                if bar:
+                    bar.advance(task)
+        elif jobs > 1 and editor.thread_safe:
             pool = ThreadPoolExecutor(jobs)
             try:
                 pending: dict[Any, tuple[Any, int, str, Path]] = {}
@@ -245,6 +252,10 @@ def evaluate(
     version: str = FEDSCORE_VERSION,
     n_bootstrap: int = 1000,
     wait: bool = False,
+    shard: tuple[int, int] | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    gpus_per_editor: float = 1.0,
 ) -> EvalResult:
     """Generate with `editor` (a YAML config, a registered name, or an EditorConfig) over `benchmark`,
     then score into `out`. Raises before any work on a bad manifest, config or run folder.
@@ -255,6 +266,10 @@ def evaluate(
     manifest = benchmark if isinstance(benchmark, Manifest) else read_manifest(benchmark, columns, allow_outside)
     if limit is not None:
         manifest = Manifest(manifest.path, manifest.root, manifest.triplets[:limit])
+    if shard is not None:  # an array job's part (fedbench.eval_shards); `eval --merge` joins the parts
+        from fedbench.eval_shards import select_shard
+
+        manifest = select_shard(manifest, *shard)
     config = editor if isinstance(editor, EditorConfig) else load_editor_config(editor, editor_args, seed)
     try:
         instance = build_editor(config)
@@ -264,38 +279,53 @@ def evaluate(
     out = Path(out)
     info = {"editor": config.name, "adapter": config.adapter, "editor_version": instance.version,
             "config_hash": config_hash, "seed": config.seed, "params": instance.params,
-            "config_file": config.source, "benchmark": str(manifest.path), "limit": limit}
+            "config_file": config.source, "benchmark": str(manifest.path), "limit": limit,
+            **({"shard": f"{shard[0]}/{shard[1]}"} if shard else {})}
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r}: local or ray")
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file, not a folder; give a folder path")
     if not wait and is_locked(out):  # refuse early, before a long model load
         raise FolderBusyError(f"{out.resolve()} is in use by {holder(out)}; wait for it to finish, or pass --wait")
     closed = False
+    dispatch = None
     try:
         _prepare_folder(out, info, resume, overwrite, check_only=True)  # refuse early, before a long load
         try:
-            instance.load()
+            if executor == "ray":  # the editor loads in Ray actors (fedbench.eval_ray), not here
+                from fedbench.eval_ray import RayDispatch
+
+                dispatch = RayDispatch(config, address=address, gpus_per_editor=gpus_per_editor, console=console)
+            else:
+                instance.load()
         except Exception as exc:  # e.g. DiffusersLoadError: the whole run cannot go on, and nothing is touched
             raise EditorConfigError(f"editor {config.name!r} ({config.adapter}) cannot load: {exc}") from exc
         with folder_lock(out, wait=wait, on_wait=lambda m: console.print(f"[yellow]{m}")):
             _prepare_folder(out, info, resume, overwrite, check_only=True)  # again: the holder may have changed it
             _prepare_folder(out, info, resume, overwrite)
             t0 = time.perf_counter()
-            rows, counts = generate(instance, config, config_hash, manifest, out, progress, console, jobs)
+            rows, counts = generate(instance, config, config_hash, manifest, out, progress, console, jobs, dispatch)
             generation_s = time.perf_counter() - t0
             closed = True
             instance.close()  # free the editor (GPU memory, sessions) before scoring starts its workers
-            result = _score_run(manifest, out, rows, counts, generation_s, info, perception, workers, cache_path,
-                                progress, console, version, n_bootstrap)
+            if dispatch is not None:
+                dispatch.close()
+            result = score_run(manifest, out, info, rows, {**counts, "seconds": round(generation_s, 2)},
+                               perception=perception, workers=workers, cache_path=cache_path, progress=progress,
+                               console=console, version=version, n_bootstrap=n_bootstrap)
     finally:
         if not closed:  # generation raised (or the folder was busy): free the editor all the same
             instance.close()
+            if dispatch is not None:
+                dispatch.close()
     return EvalResult(out=out, config=config, config_hash=config_hash, generations=rows, score=result, counts=counts)
 
 
-def _score_run(manifest: Manifest, out: Path, rows: list[dict[str, Any]], counts: dict[str, int], generation_s: float,
-               info: dict[str, Any], perception: PerceptionConfig | None, workers: int | None,
-               cache_path: str | Path | None, progress: bool, console: Console, version: str,
-               n_bootstrap: int) -> ScoreResult:
+def score_run(manifest: Manifest, out: Path, info: dict[str, Any], rows: list[dict[str, Any]],
+              generation: dict[str, Any], *, perception: PerceptionConfig | None = None, workers: int | None = None,
+              cache_path: str | Path | None = None, progress: bool = True, console: Console | None = None,
+              version: str = FEDSCORE_VERSION, n_bootstrap: int = 1000) -> ScoreResult:
+    """Score a run folder's generated images (also for merged shards); `generation` goes to run.json."""
     failed = {r["id"]: (r["status"], r["reason"]) for r in rows if r["status"] != EditStatus.OK.value}
     result = score(manifest, out / GENERATED, out, config=perception, workers=workers, cache_path=cache_path,
                    progress=progress, console=console, version=version, n_bootstrap=n_bootstrap,
@@ -305,7 +335,7 @@ def _score_run(manifest: Manifest, out: Path, rows: list[dict[str, Any]], counts
     summary = {**result.summary, "editor": info}
     write_json_atomic(out / "summary.json", summary, indent=2, ensure_ascii=False)
     run_info = json.loads((out / "run.json").read_text())
-    run_info["generation"] = {**counts, "seconds": round(generation_s, 2)}
+    run_info["generation"] = generation
     write_json_atomic(out / "run.json", run_info, indent=2)
     result.summary = summary
     return result

@@ -134,22 +134,15 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
             return [(n, dict(r)) for n, r in enumerate(reader, 2)]  # row 1 is the header
         except csv.Error as exc:
             raise ManifestError(path, [Problem(0, f"not a readable {suffix[1:].upper()} file: {exc}")]) from None
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
-            raise ManifestError(path, [Problem(0, f"not a readable Parquet file: {exc}")]) from None
-        return [(n, r) for n, r in enumerate(table.to_pylist(), 1)]
     raise ManifestError(path, [Problem(0, f"unknown manifest format {suffix!r} (use .jsonl, .csv, .tsv or .parquet)")])
 
 
-def _resolve(root: Path, value: str, allow_outside: bool) -> tuple[Path, str | None]:
+def _resolve(root: Path, value: str, allow_outside: bool,
+             extra_roots: tuple[Path, ...] = ()) -> tuple[Path, str | None]:
     try:
         p = Path(value).expanduser()
         full = (p if p.is_absolute() else root / p).resolve()
-        if not allow_outside and not full.is_relative_to(root):
+        if not allow_outside and not any(full.is_relative_to(r) for r in (root, *extra_roots)):
             return full, f"path {value!r} leaves the manifest's folder {root} (pass --allow-outside to permit)"
         if not full.is_file():
             return full, f"file not found: {value!r} (looked at {full})"
@@ -158,17 +151,27 @@ def _resolve(root: Path, value: str, allow_outside: bool) -> tuple[Path, str | N
     return full, None
 
 
-def read_manifest(path: str | Path, columns: dict[str, str] | None = None, allow_outside: bool = False) -> Manifest:
-    """Read and validate a manifest; raise ManifestError listing every problem, by row."""
+def read_manifest(path: str | Path, columns: dict[str, str] | None = None, allow_outside: bool = False, *,
+                  rows: list[tuple[int, dict[str, Any] | str]] | None = None, root: Path | None = None,
+                  extra_roots: tuple[Path, ...] = ()) -> Manifest:
+    """Read and validate a manifest; raise ManifestError listing every problem, by row.
+
+    Parquet/Arrow files, dataset folders and hf:// URLs go through fedbench.data.hub, which hands the
+    rows back here (`rows`, `root`, and `extra_roots`: where it put embedded images) for validation."""
+    if rows is None:
+        from fedbench.data import hub
+
+        if hub.is_hub_manifest(path):
+            return hub.read_hub_manifest(path, columns, allow_outside)
     path = Path(path).expanduser().resolve()
-    if not path.is_file():
+    if rows is None and not path.is_file():
         raise ManifestError(path, [Problem(0, "manifest file not found")])
-    root = path.parent
+    root = root or path.parent
     columns = columns or {}
     problems: list[Problem] = []
     triplets: list[Triplet] = []
     seen: dict[str, int] = {}
-    for n, record in _read_rows(path):
+    for n, record in _read_rows(path) if rows is None else rows:
         if isinstance(record, str):
             problems.append(Problem(n, record))
             continue
@@ -205,7 +208,7 @@ def read_manifest(path: str | Path, columns: dict[str, str] | None = None, allow
             row_problems.append(f"unknown source_expression {src_expr_raw!r}")
         resolved = {}
         for f in ("source", "ground_truth"):
-            resolved[f], err = _resolve(root, values[f], allow_outside)
+            resolved[f], err = _resolve(root, values[f], allow_outside, extra_roots)
             if err:
                 row_problems.append(f"{f}: {err}")
         meta, bad = meta_field(get("meta"))

@@ -1,0 +1,131 @@
+"""`fedbench eval --executor ray`: generation spread over Ray actors, one editor per GPU.
+
+Each actor builds and loads the editor once (`--gpus-per-editor` GPUs each; one actor per CPU slot on
+a cluster without GPUs) and answers edit requests. The driver keeps every actor two requests deep and
+writes each result to the run's one generation log as it arrives (`fedbench.evaluate.generate`), so
+the log is as crash-safe as a local run's and `--resume` works the same. Every request carries its
+own seed, so which actor serves it does not change its image. Progress shows each actor's count and
+throughput.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import deque
+from typing import Any, Iterator
+
+from rich.console import Console
+
+from fedbench.editors.base import EditRequest, EditResult
+from fedbench.editors.config import EditorConfig
+
+IN_FLIGHT = 2  # requests queued per actor: the next one is waiting while the current one runs
+
+
+class _EditorActor:
+    """One editor, loaded once per actor process."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from fedbench.editors.registry import build_editor
+
+        self.editor = build_editor(EditorConfig(**config))
+        self.editor.load()
+
+    def where(self) -> str:
+        import ray
+
+        gpus = ray.get_gpu_ids()
+        return f"{socket.gethostname()}:{os.getpid()}" + (f" gpu {','.join(map(str, gpus))}" if gpus else "")
+
+    def edit(self, request: EditRequest) -> tuple[EditResult, float]:
+        from fedbench.evaluate import _run_one  # the same guard and checks as a local run
+
+        return _run_one(self.editor, request)
+
+
+class RayDispatch:
+    """Callable for `generate(dispatch=...)`: yields (item, result, seconds) as actors finish."""
+
+    def __init__(self, config: EditorConfig, *, address: str | None = None, gpus_per_editor: float = 1.0,
+                 actors: int | None = None, console: Console | None = None) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ValueError("the ray executor needs Ray: pip install 'fedbench[ray]'") from exc
+        self.ray = ray
+        self.console = console or Console(stderr=True)
+        self._owns = not ray.is_initialized()
+        if self._owns:  # None starts a local instance; "auto" or "ray://host:port" joins a cluster
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        resources = ray.cluster_resources()
+        gpus = resources.get("GPU", 0)
+        if gpus_per_editor > 0 and gpus >= gpus_per_editor:
+            n, options = int(gpus // gpus_per_editor), {"num_cpus": 1, "num_gpus": gpus_per_editor}
+        else:  # no GPU (or none asked for): one actor per CPU slot
+            n, options = max(1, int(resources.get("CPU", 1))), {"num_cpus": 1}
+        n = min(n, actors) if actors else n
+        remote = ray.remote(**options)(_EditorActor)
+        self.actors = [remote.remote(config.model_dump()) for _ in range(n)]
+        try:
+            # loading happens here, so a model that cannot load fails the run before any folder is written
+            self.names = ray.get([a.where.remote() for a in self.actors])
+        except Exception:
+            self.close()
+            raise
+        self.console.print(f"ray: {n} editor actor(s) ({options}) on {len(ray.nodes())} node(s)")
+
+    def __call__(self, requests: list[tuple[Any, EditRequest]],
+                 bar: Any = None) -> Iterator[tuple[Any, EditResult, float]]:
+        ray = self.ray
+        queue = deque(requests)
+        pending: dict[Any, tuple[int, Any]] = {}  # object ref -> (actor index, item)
+        done = [0] * len(self.actors)
+        t0 = time.perf_counter()
+        tasks = [bar.add_task(f"  actor {i} ({name})", total=None) if bar else None
+                 for i, name in enumerate(self.names)]
+
+        dead: set[int] = set()
+
+        def submit(i: int) -> None:
+            while i not in dead and queue and sum(1 for a, _ in pending.values() if a == i) < IN_FLIGHT:
+                item, request = queue.popleft()
+                pending[self.actors[i].edit.remote(request)] = (i, item)
+
+        try:
+            for i in range(len(self.actors)):
+                submit(i)
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                ref = ready[0]
+                i, item = pending.pop(ref)
+                try:
+                    result, seconds = ray.get(ref)
+                except ray.exceptions.RayActorError as exc:  # the actor died (OOM, node lost): this sample
+                    dead.add(i)  # fails (tried again on --resume) and the actor gets no more work
+                    result, seconds = EditResult.failed(f"ray actor {i} died: {type(exc).__name__}: {exc}"), 0.0
+                result.details = {**(result.details or {}), "ray_actor": self.names[i]}  # provenance, in the log
+                done[i] += 1
+                if bar:
+                    rate = done[i] / max(time.perf_counter() - t0, 1e-9)
+                    bar.update(tasks[i], completed=done[i],
+                               description=f"  actor {i} ({self.names[i]}): {rate:.2f} img/s")
+                yield item, result, seconds
+                submit(i)
+                if queue and not pending:
+                    raise RuntimeError(f"every Ray editor actor died; {len(queue)} request(s) not run "
+                                       "(rerun with --resume)")
+        finally:
+            for ref in pending:  # Ctrl-C or an error upstream: queued work is dropped, not awaited
+                try:
+                    ray.cancel(ref)
+                except Exception:  # already finished, or its actor is gone: nothing to cancel
+                    pass
+
+    def close(self) -> None:
+        for a in getattr(self, "actors", []):
+            self.ray.kill(a)
+        self.actors = []
+        if self._owns:
+            self.ray.shutdown()
