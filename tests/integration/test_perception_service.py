@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from fedbench.cli import app
 from fedbench.data.images import decode_image
-from fedbench.faces.perception import Perceiver, PerceptionConfig
+from fedbench.faces.perception import Perceiver
 from fedbench.faces.service import PerceptionService
 
 pytestmark = pytest.mark.integration
