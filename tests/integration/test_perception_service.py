@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from fedbench.cli import app
 from fedbench.data.images import decode_image
-from fedbench.faces.perception import Perceiver, PerceptionConfig
+from fedbench.faces.perception import Perceiver
 from fedbench.faces.service import PerceptionService
 
 pytestmark = pytest.mark.integration
@@ -49,6 +49,8 @@ def test_a_tight_crop_of_a_shared_portrait_is_found_in_its_own_coordinates(pixel
     whole = perceiver.perceive(rgb)
     assert whole.status == "ok" and whole.padding == 0
     face = whole.faces[0]
+    assert perceiver.perceive(_tight_crop(rgb, face.box, 0.0)[0]).status == "ok"  # cut to the face box
+    # 20 % inside the box: a crop tighter than any aligned-face dataset's
     crop, origin = _tight_crop(rgb, face.box, 0.2)
     assert perceiver.landmarker.detect(crop) == []  # the frame-filling face the landmarker alone misses
 

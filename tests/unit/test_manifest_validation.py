@@ -120,4 +120,4 @@ def test_parquet_int_columns_are_row_errors(folder: Path) -> None:
 def test_a_file_that_is_not_parquet_is_one_error(folder: Path) -> None:
     pytest.importorskip("pyarrow")
     (folder / "m.parquet").write_text("id,source\n")
-    assert "not a readable Parquet file" in _refused(folder / "m.parquet").problems[0].message
+    assert "not a readable Parquet" in _refused(folder / "m.parquet").problems[0].message

@@ -212,13 +212,15 @@ def detect_with_padding(landmarker: FaceLandmarker, rgb: np.ndarray, fractions: 
     looking again finds most such faces. Landmarks come back in the coordinates of `rgb` (they may
     reach past its edges)."""
     found = landmarker.detect(rgb)
+    if found:
+        return found, 0
     h, w = rgb.shape[:2]
-    for fraction in fractions if not found else ():
+    for fraction in fractions:
         padded, pad = pad_frame(rgb, fraction, mode)
         found = landmarker.detect(padded)
         if found:
             return unpad_observations(found, pad, w, h), pad
-    return found, 0
+    return [], 0
 
 
 class Perceiver:
