@@ -168,13 +168,15 @@ def leave_one_person_out(fixtures: Path, workdir: Path, seeds: Sequence[int], ve
                        "per_target": {t: _compare(_merged(fit, name, t), _merged(ref, "reference", t), n_bootstrap)
                                       for t in targets}})
     return {"people": everyone.people, "skipped_sequences": everyone.skipped_sequences, "models": list(models),
-            "strength_table_seconds": round(table_s, 1), "per_person": per_person, "pooled": pooled}
+            "strength_table_seconds": round(table_s, 1), "per_person": per_person, "pooled": pooled,
+            "_table": table}
 
 
-def refit_preset(fixtures: Path, out: Path, version: str, seed: int = 0) -> Any:
+def refit_preset(fixtures: Path, out: Path, version: str, seed: int = 0, table: Any = None) -> Any:
     """The shipped `checkpoint=fitted` fields, fitted on every person. The checkpoint names its data
     by content, not by where this machine keeps it: the rows with paths relative to the fixtures'
-    folder and their sha256, so a refit on any checkout writes the same bytes."""
+    folder and their sha256, so a refit on any checkout writes the same bytes. `table`: a strength
+    table already measured on these rows (the test reuses the benchmark's)."""
     import hashlib
 
     from fedbench.data.manifest import read_manifest
@@ -190,9 +192,9 @@ def refit_preset(fixtures: Path, out: Path, version: str, seed: int = 0) -> Any:
     with tempfile.TemporaryDirectory(prefix="fedbench-warp-preset-") as tmp:
         manifest = write_rows(Path(tmp) / "people.jsonl", everyone.rows)
         res = train_strength(read_manifest(manifest, allow_outside=True), out, seed=seed, version=version,
-                             overwrite=True, progress=False)
+                             overwrite=True, progress=False, table=table)
     res.meta["data"].update(path="pixelsmile fixtures: triplets.jsonl + sequences.json (middle and last frames)",
-                            sha256=hashlib.sha256(canonical.encode()).hexdigest(), people=everyone.people)
+                            sha256=hashlib.sha256(canonical.encode()).hexdigest(), identities=everyone.people)
     res.meta["refit"] = (f"python benchmarks/warp_finetune.py --refit-preset --fedscore-version {version} "
                          "--fixtures <pixelsmile fixtures>")
     WarpFields(res.fields.fields, res.meta).save(out)
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["benchmarks/warp_finetune.py", *(argv if argv is not None else sys.argv[1:])]),
         "fixtures": str(args.fixtures), "fedscore_version": args.fedscore_version, "n_bootstrap": args.n_bootstrap,
         "fedbench": metadata.version("fedbench"), "python": platform.python_version(),
-        "seconds": round(time.perf_counter() - t0, 1), **res,
+        "seconds": round(time.perf_counter() - t0, 1), **{k: v for k, v in res.items() if k != "_table"},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -271,7 +271,10 @@ def train_strength(data: str | Path | Manifest, out: str | Path, *, folds: int =
         table = measure_strengths(manifest.triplets, strengths, version, progress, console)
     else:
         where = {i: n for n, i in enumerate(table.ids)}
+        rows = {t.id: t.row for t in manifest.triplets}
+        skipped_rows = [{**r, "row": rows[r["id"]]} for r in table.skipped_rows if r["id"] in rows]
         table = table.subset([where[t.id] for t in manifest.triplets if t.id in where])
+        table.skipped_rows, table.skipped = skipped_rows, Counter(r["reason"] for r in skipped_rows)
     for reason, n in sorted(table.skipped.items()):
         rows = [r for r in table.skipped_rows if r["reason"] == reason]
         shown = ", ".join(f"row {r['row']} ({r['id']})" for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
