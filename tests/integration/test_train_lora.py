@@ -58,7 +58,8 @@ def data(pixelsmile: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
              for t in ("happy", "sad")]
     for r in rows:
         for key in ("source", "ground_truth"):
-            name = Path(r[key]).parent.name + "-" + Path(r[key]).stem + ".png"
+            src = Path(r[key])  # blend/happy.jpg -> happy.png; slider/sad/27.avif -> sad-27.png
+            name = (src.stem if src.parts[0] == "blend" else f"{src.parent.name}-{src.stem}") + ".png"
             if not (root / name).exists():
                 Image.open(pixelsmile / r[key]).convert("RGB").resize((SIDE, SIDE)).save(root / name)
             r[key] = name

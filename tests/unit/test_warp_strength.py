@@ -65,3 +65,22 @@ def test_fields_are_scaled_reference_fields_for_every_source() -> None:
     np.testing.assert_allclose(fields.lookup("happy", "sad"), 2.0 * reference_field("happy"))
     np.testing.assert_allclose(fields.lookup("sad"), 0.5 * reference_field("sad"))
     np.testing.assert_allclose(fields.lookup("fear", "happy"), reference_field("fear"))  # not fitted: reference
+
+
+def test_checkpoints_are_byte_stable_and_the_preset_loads(tmp_path) -> None:
+    import time
+
+    from fedbench.editors.warp import PRESETS, resolve_checkpoint
+
+    fields = WarpFields(fields_from_strengths({"happy": 2.0, "sad": 0.5}), {"fitted": True})
+    fields.save(tmp_path / "a")
+    time.sleep(1.1)  # np.savez would stamp another time into the zip
+    fields.save(tmp_path / "b")
+    for name in ("warp_fields.npz", "checkpoint.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert WarpFields.load(tmp_path / "a").digest() == fields.digest()
+    assert resolve_checkpoint("fitted") == PRESETS["fitted"] and resolve_checkpoint("./fitted") != PRESETS["fitted"]
+    shipped = WarpFields.load(PRESETS["fitted"])
+    assert shipped.meta["fitted"] and shipped.meta["rule"] in RULES
+    for target, a in shipped.meta["strengths"].items():  # the shipped fields are what their metadata says
+        np.testing.assert_allclose(shipped.lookup(target), a * reference_field(target))
