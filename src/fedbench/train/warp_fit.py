@@ -1,4 +1,6 @@
-"""`fedbench train warp`: fit the warp editor's displacement fields from training pairs.
+"""`fedbench train warp --model additive`: fit the warp editor's displacement fields from the
+landmark moves of training pairs. (The default model, `--model strength`, is in warp_strength.py:
+held out by person, this landmark fit loses to the reference warp on the shared fixtures.)
 
 For each pair (source S, ground truth G): Face Landmarker points of both; G's similarity head motion
 relative to S (scale, rotation, translation, fitted by Procrustes on points an expression barely
@@ -7,24 +9,25 @@ different resolution does not turn into a field; what is left, G' - S, goes into
 (inter-ocular units, `warp.to_face_frame`), the frame in which the editor applies a field.
 
 Model. An expression is a shape offset from neutral: each class e has a field F_e (F_neutral = 0),
-and the move from s to t is F_t - F_s. A pair key "s>t" with at least `min_pairs` direct pairs also
-gets its own residual R_{s>t}. All of it is one ridge regression, the same for every landmark
+and the move from s to t is F_t - F_s. A pair key "s>t" with direct pairs from at least `min_pairs`
+people also gets its own residual R_{s>t}. All of it is one ridge regression, the same for every landmark
 coordinate:
 
     min  sum_i |d_i - (F_t - F_s + R_{s>t})|^2 + lam * sum_e |F_e - P_e|^2 + mu * sum_k |R_k|^2
 
 with P_e the prior: the reference field, 0, or the reference field scaled per target ("scaled":
 P_e = a_e * reference_e, one number per class fitted across every person, `fit_scales`). lam is
-counted in pairs: the prior weighs as much as `lam` pairs. The additive form is why few pairs go far: happy->sad is informed by every pair that starts
-or ends in happy or sad, not only by happy->sad pairs, and a pair type absent from training (the
+counted in pairs: the prior weighs as much as `lam` pairs. The additive form is why few pairs go
+far: happy->sad is informed by every pair that starts or ends in happy or sad, not only by happy->sad pairs, and a pair type absent from training (the
 case of a held-out test pair) still gets a field. A row without `source_expression` is taken as
 starting from neutral (counted in the checkpoint).
 
 (prior, lam, mu) are chosen by K-fold cross-validation on the training pairs, every fold holding
 out whole people (the `identity` column; a row without one is grouped by its source image, never on
-its own: `data.assign_folds`), with the landmark-displacement error of the held-out pairs:
-the root-mean-square over landmarks of |predicted - measured| in inter-ocular units, averaged over
-pairs. The final fields are refitted on every training pair with the chosen setting.
+its own: `data.assign_folds`), scored per held-out person (each person's mean, then the mean over
+people) by an objective: "reg" (default), FED's REG curve applied to the landmark moves
+(`landmark_reg`), or "rmse", the root-mean-square over landmarks of |predicted - measured| in
+inter-ocular units. The final fields are refitted on every training pair with the chosen setting.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from fedbench.labels import EXPRESSIONS
 from fedbench.models.store import sha256_of
 from fedbench.train.data import Folds, assign_folds, group_of, load_training_manifest
 
-TRAINER = "fedbench train warp"
+TRAINER = "fedbench train warp --model additive"
 TRAINER_VERSION = "2"  # 2: grouped folds, the "scaled" prior, residuals need several people
 # Points that an expression barely moves (MediaPipe face mesh): the four eye corners and the nose
 # bridge from between the eyes to the dorsum. Brows, lids, mouth, jaw and the nose tip (disgust
