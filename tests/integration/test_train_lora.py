@@ -191,5 +191,9 @@ def test_validation_holds_out_whole_identities_without_emptying_training() -> No
     assert len(train) == 6 and split_validation(data, 4, seed=0)[1] == val
     with pytest.raises(LoraTrainError, match="--val-data"):  # one photo only: no face to hold out
         split_validation(rows([("happy", None), ("sad", None)] * 5), 2, seed=0)
+    # one person only: whole photos of that person, and the mode says so
+    one = [t.model_copy(update={"identity": "solo"}) for t in data]
+    train, val, how = split_validation(one, 4, seed=0)
+    assert how.startswith("source image (one person only)") and not {t.source for t in val} & {t.source for t in train}
     with pytest.raises(LoraTrainError, match="no training data"):
         split_validation(data, 10, seed=0)

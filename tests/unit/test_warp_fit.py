@@ -156,9 +156,13 @@ def test_folds_hold_out_whole_people_else_whole_source_images_never_single_pairs
     assert folds.k == 6  # p0 and the five source images: fewer groups than folds -> leave one group out
     assert assign_folds(targets, [None] * 24, sources, k=4, seed=0).fold == assign_folds(
         targets, [None] * 24, sources, k=4, seed=0).fold
-    # one person only: no held-out face exists, said plainly
-    with pytest.raises(ValueError, match="at least 2 people"):
-        assign_folds(targets, ["one"] * 24, sources, k=4, seed=0)
+    # one person only: no other face exists; other photos of that person are held out, and the mode says so
+    folds = assign_folds(targets, ["one"] * 24, sources, k=4, seed=0)
+    assert folds.mode == "source image (one person only)" and folds.k == 4
+    for src in set(sources):
+        assert len({f for f, s in zip(folds.fold, sources) if s == src}) == 1
+    with pytest.raises(ValueError, match="at least 2 people"):  # one person, one photo: nothing to hold out
+        assign_folds(targets, ["one"] * 24, ["a.png"] * 24, k=4, seed=0)
     with pytest.raises(ValueError, match="at least 2"):
         assign_folds(["happy"], [None], ["a.png"], k=5, seed=0)
 

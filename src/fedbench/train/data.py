@@ -53,18 +53,25 @@ def group_of(identity: str | None, source: str | Path | None) -> str:
 def assign_folds(targets: Sequence[str], identities: Sequence[str | None], sources: Sequence[str | Path | None],
                  k: int, seed: int) -> Folds:
     """Cross-validation folds that hold out whole groups: a pair's identity, or its source image where
-    the row names no identity (`group_of`). k is capped at the number of groups (leave-one-group-out
-    when there are fewer groups than folds). Groups go largest first (seeded order among equal
+    the row names no identity (`group_of`); data of one person only is grouped by source image (mode
+    "source image (one person only)": held-out photos, not a new face). k is capped at the number
+    of groups (leave-one-group-out when there are fewer groups than folds). Groups go largest first (seeded order among equal
     sizes) to the fold with the fewest pairs so far, so folds stay balanced."""
     n = len(targets)
     if n < 2:
         raise ValueError(f"need at least 2 training pairs to hold any out for validation, got {n}")
     groups = [group_of(i, s) for i, s in zip(identities, sources)]
     counts = Counter(groups)
+    one_person = len(counts) == 1 and all(identities)
+    if one_person:
+        # One person only: no other face exists to hold out. Other photos of that person are the next
+        # best thing (never the pair itself); the mode says so, since it measures less than a new face.
+        groups = [group_of(None, s) for s in sources]
+        counts = Counter(groups)
     if len(counts) < 2:
-        raise ValueError(f"all {n} training pairs come from one {'person' if identities[0] else 'source image'} "
-                         f"({groups[0]}): validation needs pairs of at least 2 people (identity column) or "
-                         "source images, so that a held-out fold is a face the fit has not seen")
+        raise ValueError(f"all {n} training pairs come from one person and one source image ({groups[0]}): "
+                         "validation needs pairs of at least 2 people (identity column) or source images, so "
+                         "that a held-out fold is a face (or at least a photo) the fit has not seen")
     k = max(2, min(k, len(counts)))
     rng = np.random.default_rng(seed)
     order = sorted(counts, key=lambda g: (-counts[g], rng.random()))
@@ -75,7 +82,8 @@ def assign_folds(targets: Sequence[str], identities: Sequence[str | None], sourc
         where[g] = f
         size[f] += counts[g]
     named = sum(1 for i in identities if i)
-    mode = ("identity" if named == n else "source image" if named == 0 else "identity, else source image")
+    mode = ("source image (one person only)" if one_person else "identity" if named == n
+            else "source image" if named == 0 else "identity, else source image")
     return Folds([where[g] for g in groups], k, mode,
                  f"{len(counts)} groups ({named} of {n} pairs name an identity), largest {max(counts.values())} pairs")
 

@@ -136,6 +136,9 @@ def split_validation(triplets: Sequence[Triplet], n: int, seed: int) -> tuple[li
         raise LoraTrainError(f"--val-size {n} leaves no training data ({len(triplets)} rows)")
     rng = np.random.default_rng(seed)
     groups = [group_of(t.identity, t.source) for t in triplets]
+    one_person = len(set(groups)) == 1 and all(t.identity for t in triplets)
+    if one_person:  # no other face to hold out: other photos of that person (train.data.assign_folds does too)
+        groups = [group_of(None, t.source) for t in triplets]
     counts = Counter(groups)
     order = sorted(counts)
     rng.shuffle(order)
@@ -153,7 +156,8 @@ def split_validation(triplets: Sequence[Triplet], n: int, seed: int) -> tuple[li
                              "image group(s) that cannot be split with a face on each side; give --val-data "
                              "(other people) or --val-size 0")
     named = all(t.identity for t in triplets)
-    how = f"{'identity' if named else 'identity, else source image'} ({len(held)} held out)"
+    mode = "source image (one person only)" if one_person else "identity" if named else "identity, else source image"
+    how = f"{mode} ({len(held)} held out)"
     return ([t for t, g in zip(triplets, groups) if g not in held], [t for t, g in zip(triplets, groups) if g in held],
             how)
 
