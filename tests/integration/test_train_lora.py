@@ -47,14 +47,19 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def data(pixelsmile: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Eight triplets with downsized images, in a folder of their own."""
+    """Eight triplets with downsized images, in a folder of their own: six of the blend person and one
+    of each of two slider people (validation holds out whole people: it takes those two)."""
     from PIL import Image
 
     root = tmp_path_factory.mktemp("lora-data")
-    rows = [json.loads(line) for line in (pixelsmile / "triplets.jsonl").read_text().splitlines()][::4][:8]
+    rows = [json.loads(line) for line in (pixelsmile / "triplets.jsonl").read_text().splitlines()][::4][:6]
+    rows += [{"id": f"slider-{t}", "source": f"slider/{t}/00.avif", "ground_truth": f"slider/{t}/27.avif",
+              "target": t, "instruction": f"Change the expression to {t}.", "identity": f"slider-{t}"}
+             for t in ("happy", "sad")]
     for r in rows:
         for key in ("source", "ground_truth"):
-            name = Path(r[key]).stem + ".png"
+            src = Path(r[key])  # blend/happy.jpg -> happy.png; slider/sad/27.avif -> sad-27.png
+            name = (src.stem if src.parts[0] == "blend" else f"{src.parent.name}-{src.stem}") + ".png"
             if not (root / name).exists():
                 Image.open(pixelsmile / r[key]).convert("RGB").resize((SIDE, SIDE)).save(root / name)
             r[key] = name
@@ -177,10 +182,18 @@ def test_validation_holds_out_whole_identities_without_emptying_training() -> No
     train, val, how = split_validation(data, 2, seed=0)
     assert how.startswith("identity") and {t.identity for t in val} <= {"p1", "p2", "p3"} and len(val) == 2
     assert not {t.identity for t in val} & {t.identity for t in train}
-    # no identities: rows, spread over the targets
-    data = rows([("happy", None), ("sad", None)] * 5)
+    # no identities: whole source images, never single rows (two pairs of one photo stay together)
+    data = [Triplet(id=f"r{i}", source=Path(f"s{i % 5}.png"), instruction="", target=("happy", "sad")[i % 2],
+                    ground_truth=Path(f"g{i}.png"), row=i + 1) for i in range(10)]
     train, val, how = split_validation(data, 4, seed=0)
-    assert how.startswith("rows") and sorted(t.target for t in val) == ["happy", "happy", "sad", "sad"]
+    assert how.startswith("identity, else source image") and len(val) == 4
+    assert not {t.source for t in val} & {t.source for t in train}
     assert len(train) == 6 and split_validation(data, 4, seed=0)[1] == val
+    with pytest.raises(LoraTrainError, match="--val-data"):  # one photo only: no face to hold out
+        split_validation(rows([("happy", None), ("sad", None)] * 5), 2, seed=0)
+    # one person only: whole photos of that person, and the mode says so
+    one = [t.model_copy(update={"identity": "solo"}) for t in data]
+    train, val, how = split_validation(one, 4, seed=0)
+    assert how.startswith("source image (one person only)") and not {t.source for t in val} & {t.source for t in train}
     with pytest.raises(LoraTrainError, match="no training data"):
         split_validation(data, 10, seed=0)

@@ -1,7 +1,9 @@
-"""`fedbench train warp` on real portraits: fitted on a seeded split of the PixelSmile triplets (plus
-the slider pairs), the warp beats the untrained warp on the held-out triplets' FED-Score, with the
-paired bootstrap interval of the difference above 0 (benchmarks/warp_finetune.py, seed 0). The
-command counts the rows it skips, names bad rows, and its checkpoint loads into the editor."""
+"""`fedbench train warp` on real portraits, held out by person: the slider people of the PixelSmile
+fixtures are held out one at a time (benchmarks/warp_finetune.py's leave-one-person-out), the
+strength model is fitted on everyone else and the fitted warp beats the reference warp on them,
+pooled, with the largest gain significant; the shipped `checkpoint=fitted` preset is refitted bit
+for bit. The command counts the rows it skips, names bad rows, and its checkpoints load into the
+editor."""
 
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ from typer.testing import CliRunner
 
 from fedbench.cli import app
 from fedbench.editors import build_editor, load_editor_config
-from fedbench.editors.warp import WarpFields
+from fedbench.editors.warp import PRESETS, WarpFields, reference_field
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
+SLIDERS = ("slider-happy", "slider-sad", "slider-angry")
 
 
 def _benchmark() -> ModuleType:
@@ -31,34 +34,53 @@ def _benchmark() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def result(pixelsmile: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    work = tmp_path_factory.mktemp("warp-ft")
-    return _benchmark().run_seed(0, pixelsmile, work, test_per_class=2, sequences=True, n_bootstrap=2000,
-                                 workers=None)
+def lopo(pixelsmile: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    work = tmp_path_factory.mktemp("warp-lopo")
+    res = _benchmark().leave_one_person_out(pixelsmile, work, seeds=[0], version="1.2", n_bootstrap=2000,
+                                            workers=None, models=("strength",), only=SLIDERS)
+    res["workdir"] = work
+    return res
 
 
-def test_fitted_warp_beats_the_reference_on_held_out_fed(result: dict) -> None:
-    dims = {d["dimension"]: d for d in result["comparison"]["dimensions"]}
-    fed = dims["fed"]
-    print("fitted - reference FED:", round(fed["diff"], 2), fed["ci95"], "p", fed["p_value"])
-    assert fed["n"] >= 10 and result["comparison"]["n_shared"] == result["split"]["test_rows"] == 12
+def test_fit_never_sees_the_held_out_person(lopo: dict) -> None:
+    assert lopo["people"] == ["blend-000001", *SLIDERS, "slider-contempt"]
+    for person in SLIDERS:
+        train = [json.loads(x) for x in (lopo["workdir"] / person / "train.jsonl").read_text().splitlines()]
+        test = [json.loads(x) for x in (lopo["workdir"] / person / "test.jsonl").read_text().splitlines()]
+        assert {r["identity"] for r in test} == {person} and person not in {r["identity"] for r in train}
+        assert [r["meta"]["frame"] for r in test] == [14, 27]  # the middle and the last frame
+        (v,) = next(e for e in lopo["per_person"] if e["person"] == person)["variants"]
+        # 30 blend pairs and 2 pairs of each other slider person; folds by person (4 of them: one each)
+        assert v["train_pairs"] == 34 and all(r["n"] > 0 for r in v["fit"]["validation"])
+
+
+def test_fitted_warp_beats_the_reference_on_held_out_people(lopo: dict) -> None:
+    (pooled,) = lopo["pooled"]
+    fed = pooled["all"]["dimensions"]["fed"]
+    print("held-out sliders, fitted - reference FED:", round(fed["diff"], 2), fed["ci95"], "p", fed["p_value"])
+    for e in lopo["per_person"]:
+        if "variants" in e:
+            c = e["variants"][0]["comparison"]["dimensions"]["fed"]
+            print(e["person"], round(c["mean_b"], 2), "->", round(c["mean_a"], 2), c["ci95"])
+    assert pooled["test_people"] == 3 and pooled["test_triplets"] == 6 and fed["n"] == 6
     assert fed["mean_a"] > fed["mean_b"]  # a = fitted, b = reference
-    assert fed["ci95"][0] > 0, fed  # the paired 95 % interval lies above 0
-    assert fed["p_value"] < 0.05
-    # the gain comes from moving the expression the right way, not from leaving the face alone
-    assert dims["reg"]["ci95"][0] > 0 and dims["alignment"]["diff"] > 0
-    assert result["summaries"]["fitted"]["status_counts"].get("generation_failed", 0) == 0
+    happy = next(e for e in lopo["per_person"] if e["person"] == "slider-happy")["variants"][0]["comparison"]
+    assert happy["dimensions"]["fed"]["ci95"][0] > 0  # the strength learnt from others carries over
+    assert happy["dimensions"]["reg"]["diff"] > 0  # by moving the expression as far as the ground truth does
 
 
-def test_fit_lowers_the_held_out_landmark_error(result: dict) -> None:
-    lm = result["test_landmark_error"]
-    assert lm["n"] == 12
-    assert lm["fitted"] < 0.5 * lm["reference"], lm
-    ck = result["checkpoint"]
-    # cross-validation on the training side saw the same: the fit beats the reference fields there too
-    assert ck["validation_loss"] < ck["validation_baselines"]["reference_editor"]
-    assert ck["pairs"] == 18 + 3  # 18 blend triplets left for training, 3 slider pairs (contempt skipped)
-    assert result["split"]["skipped_sequences"] == {"target 'contempt' is not one of the seven classes": 1}
+def test_shipped_preset_refits_bit_for_bit(lopo: dict, pixelsmile: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fitted"
+    res = _benchmark().refit_preset(pixelsmile, out, "1.2", table=lopo["_table"])
+    shipped = PRESETS["fitted"]
+    for name in ("warp_fields.npz", "checkpoint.json"):
+        assert (out / name).read_bytes() == (shipped / name).read_bytes(), name
+    meta = json.loads((shipped / "checkpoint.json").read_text())
+    assert meta["data"]["identities"] == ["blend-000001", *SLIDERS, "slider-contempt"]
+    assert meta["data"]["pairs"] == 36 and meta["data"]["people"] == 4  # contempt: no usable pair
+    editor = build_editor(load_editor_config("warp", {"checkpoint": "fitted"}))
+    assert editor.params["fields"] == res.fields.digest() == WarpFields.load(shipped).digest()
+    assert editor.params["fitted"] is True
 
 
 def _copy(pixelsmile: Path, dest: Path, names: list[str]) -> None:
@@ -89,7 +111,8 @@ def test_cli_counts_skipped_rows_and_the_checkpoint_loads(pixelsmile: Path, tmp_
         row("same", "sad.jpg", "sad", "sad", "sad.jpg"),
     ])
     out = tmp_path / "ckpt"
-    res = CliRunner().invoke(app, ["train", "warp", "--data", str(data), "--out", str(out), "--folds", "2"])
+    res = CliRunner().invoke(app, ["train", "warp", "--model", "additive", "--data", str(data), "--out", str(out),
+                                   "--folds", "2"])
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["data"]["skipped"] == {"no_face_source": 1, "no_face_ground_truth": 1, "same_expression": 1}
@@ -97,13 +120,28 @@ def test_cli_counts_skipped_rows_and_the_checkpoint_loads(pixelsmile: Path, tmp_
                                                                              ("same", 7)}
     assert meta["data"]["pairs"] == 4 and len(meta["data"]["sha256"]) == 64
     assert meta["key_stats"]["happy>sad"]["n_pairs"] == 1 and "sad" not in meta["key_stats"]  # no neutral data
-    assert meta["validation"]["folds"] == 2 and meta["validation"]["mode"] == "pair"
+    # no identity column: whole source images are held out, never single pairs
+    assert meta["validation"]["folds"] == 2 and meta["validation"]["mode"] == "source image"
     fields = WarpFields.load(out)
     editor = build_editor(load_editor_config("warp", {"checkpoint": str(out)}))
     assert editor.params["fields"] == fields.digest()
     # a second run into the same folder needs --overwrite
     res = CliRunner().invoke(app, ["train", "warp", "--data", str(data), "--out", str(out)])
     assert res.exit_code == 2 and "--overwrite" in res.output
+    # the default model (strength) skips the same rows, scores the rest at every strength, and loads
+    out = tmp_path / "strength"
+    res = CliRunner().invoke(app, ["train", "warp", "--data", str(data), "--out", str(out), "--folds", "2",
+                                   "--strengths", "1,2", "--fedscore-version", "1.2"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["data"]["skipped"] == {"no_face_source": 1, "no_face_ground_truth": 1, "same_expression": 1}
+    assert meta["data"]["pairs"] == 4 and meta["grid"] == [1.0, 2.0] and meta["rule"] in ("reference", "global",
+                                                                                            "per_target")
+    assert set(meta["strengths"]) == {"happy", "sad", "surprise", "fear", "disgust", "angry"}
+    assert {r["rule"] for r in meta["validation"]["rules"]} == {"reference", "global", "per_target"}
+    editor = build_editor(load_editor_config("warp", {"checkpoint": str(out)}))
+    for source in (None, "happy"):  # the strength model's field is the same for every source
+        np.testing.assert_allclose(editor.fields.lookup("sad", source), meta["strengths"]["sad"] * reference_field("sad"))
 
 
 def test_cli_names_bad_rows_before_any_work(pixelsmile: Path, tmp_path: Path) -> None:

@@ -137,6 +137,33 @@ def field_key(target: str, source_expression: str | None = None) -> str:
     return target if not source_expression else f"{source_expression}>{target}"
 
 
+# Fields shipped inside the package, by name: `checkpoint=fitted` (see docs/training.md for the data,
+# the held-out figures and the command that refits them bit for bit).
+PRESETS: dict[str, Path] = {"fitted": Path(__file__).with_name("warp_presets") / "fitted"}
+
+
+def _write_npz(path: Path, fields: dict[str, np.ndarray]) -> None:
+    """An .npz that np.load reads, with fixed member timestamps and order (np.savez stamps the
+    current time): the same fields give the same bytes, so a refitted checkpoint can be compared
+    byte for byte."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(fields):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(fields[key], dtype=np.float64), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())
+
+
+def resolve_checkpoint(checkpoint: str | Path) -> Path:
+    """A preset name (`fitted`) or a checkpoint folder. A preset name wins over a folder of that name
+    in the working directory; write `./fitted` for the folder."""
+    return PRESETS[checkpoint] if isinstance(checkpoint, str) and checkpoint in PRESETS else Path(checkpoint)
+
+
 @dataclass
 class WarpFields:
     """Displacement fields in the face frame, keyed by target or by "source>target"; a pair-specific
@@ -156,8 +183,9 @@ class WarpFields:
         return reference_field(target)
 
     def save(self, directory: Path) -> Path:
+        directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(directory / "warp_fields.npz", **{k: np.asarray(v, np.float64) for k, v in self.fields.items()})
+        _write_npz(directory / "warp_fields.npz", self.fields)
         meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "keys": sorted(self.fields), **self.meta}
         (directory / "checkpoint.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return directory
@@ -190,7 +218,8 @@ class WarpFields:
 class WarpEditor(Editor):
     """Training-free expression editor: landmarks move along the target's field, the image follows.
 
-    Params: `strength` (1 = reference), `checkpoint` (a folder written by `fedbench train warp`).
+    Params: `strength` (1 = reference), `checkpoint` (a folder written by `fedbench train warp`, or
+    the name of fields shipped in the package: `fitted`).
     """
 
     description = "training-free landmark warp along per-expression displacement fields"
@@ -199,7 +228,7 @@ class WarpEditor(Editor):
     version = "2"
 
     def __init__(self, strength: float = 1.0, checkpoint: str | None = None) -> None:
-        self.fields = WarpFields.load(Path(checkpoint)) if checkpoint else WarpFields.reference()
+        self.fields = WarpFields.load(resolve_checkpoint(checkpoint)) if checkpoint else WarpFields.reference()
         # The fields' content, not a path or a name, decides the images: hash it into the config, so a
         # change of the reference fields or a moved checkpoint is handled right by the eval cache.
         super().__init__(strength=float(strength), fields=self.fields.digest(),

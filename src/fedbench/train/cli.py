@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fedbench.metrics.fedscore import FEDSCORE_VERSION
+
 
 def _floats(spec: str, option: str) -> tuple[float, ...]:
     try:
@@ -31,13 +33,24 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", "-d", help="training manifest: source, target, ground_truth "
                                   "(source_expression, identity optional)"),
         out: Path = typer.Option(..., "--out", "-o", help="checkpoint folder (warp_fields.npz + checkpoint.json)"),
-        folds: int = typer.Option(5, help="cross-validation folds that choose the regularisation"),
+        model: str = typer.Option("strength", help="strength: one strength per target for the reference fields, "
+                                  "chosen by FED-Score (generalises to new people); additive: landmark fields "
+                                  "fitted from the pairs' landmark moves"),
+        folds: int = typer.Option(5, help="cross-validation folds (whole people each) that choose the rule or "
+                                  "the regularisation"),
         seed: int = typer.Option(0, help="seed of the fold assignment"),
-        min_pairs: int = typer.Option(2, help="direct pairs a source>target key needs for its own residual field"),
+        strengths: str = typer.Option("0.5,0.75,1,1.5,2,2.5,3", help="strength: the grid of strengths tried"),
+        fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="strength: FED-Score definition the "
+                                             "strengths are chosen by (use the one you evaluate with)"),
+        min_pairs: int = typer.Option(2, help="additive: people with a direct pair a source>target key needs for "
+                                      "its own residual field"),
         lambdas: str = typer.Option(",".join(f"{v:g}" for v in (0, 0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 64, 1e6)),
-                                    help="shrinkage strengths towards the prior, in pseudo-pairs"),
-        mus: str = typer.Option("0.5,2,8,1e6", help="shrinkage strengths of the per-key residuals"),
-        priors: str = typer.Option("reference,zero", help="what the fields shrink towards: reference and/or zero"),
+                                    help="additive: shrinkage strengths towards the prior, in pseudo-pairs"),
+        mus: str = typer.Option("0.5,2,8,1e6", help="additive: shrinkage strengths of the per-key residuals"),
+        priors: str = typer.Option("reference,scaled,zero", help="additive: what the fields shrink towards: the "
+                                   "reference fields, the reference scaled per target (fitted across people), zero"),
+        objective: str = typer.Option("reg", help="additive: held-out loss of the cross-validation: reg (FED's "
+                                      "expression gain on the landmark moves) or rmse (landmark error)"),
         columns: Optional[str] = typer.Option(None, help="map fields to your columns: source=img,target=emotion"),
         allow_outside: bool = typer.Option(False, "--allow-outside", help="let paths leave the manifest's folder"),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace a checkpoint already in --out"),
@@ -45,31 +58,54 @@ def register(app: typer.Typer) -> None:
         """Fit the warp editor's displacement fields (CPU, seconds to minutes)."""
         from fedbench.data.manifest import ManifestError, parse_columns
         from fedbench.models.store import ArtifactError
-        from fedbench.train.warp_fit import train_warp
+        from fedbench.train.warp_fit import OBJECTIVES, PRIORS, train_warp
+        from fedbench.train.warp_strength import train_strength
 
+        if model not in ("strength", "additive"):
+            raise typer.BadParameter(f"--model: expected strength or additive, got {model!r}")
         prior_list = tuple(p.strip() for p in priors.split(",") if p.strip())
-        bad = [p for p in prior_list if p not in ("reference", "zero")]
+        bad = [p for p in prior_list if p not in PRIORS]
         if bad or not prior_list:
-            raise typer.BadParameter(f"--priors: expected reference and/or zero, got {priors!r}")
+            raise typer.BadParameter(f"--priors: expected some of {', '.join(PRIORS)}, got {priors!r}")
+        if objective not in OBJECTIVES:
+            raise typer.BadParameter(f"--objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        grid = _floats(strengths, "--strengths")
+        if any(g <= 0 for g in grid):
+            raise typer.BadParameter(f"--strengths expects positive numbers, got {strengths!r}")
         try:
-            res = train_warp(data, out, folds=folds, seed=seed, min_pairs=min_pairs,
-                             lambdas=_floats(lambdas, "--lambdas"), mus=_floats(mus, "--mus"), priors=prior_list,
-                             columns=parse_columns(columns), allow_outside=allow_outside, overwrite=overwrite,
-                             console=err)
+            if model == "strength":
+                res_s = train_strength(data, out, folds=folds, seed=seed, strengths=grid, version=fedscore_version,
+                                       columns=parse_columns(columns), allow_outside=allow_outside,
+                                       overwrite=overwrite, console=err)
+            else:
+                res = train_warp(data, out, folds=folds, seed=seed, min_pairs=min_pairs,
+                                 lambdas=_floats(lambdas, "--lambdas"), mus=_floats(mus, "--mus"), priors=prior_list,
+                                 objective=objective, columns=parse_columns(columns), allow_outside=allow_outside,
+                                 overwrite=overwrite, console=err)
         except (ManifestError, ValueError, FileExistsError) as exc:
             err.print(f"[red]error[/] {exc}")
             raise typer.Exit(2)
         except ArtifactError as exc:
             err.print(f"[red]model error[/] {exc}")
             raise typer.Exit(3)
-        v = res.meta["validation"]
-        table = Table(title=f"warp fields — {Path(data).name}")
-        for col in ("pairs", "keys", "prior", "lambda", "mu", "held-out error", "reference editor", "no edit"):
-            table.add_column(col, justify="right")
-        r = res.meta["regularisation"]
-        table.add_row(str(res.meta["data"]["pairs"]), str(len(res.fields.fields)), r["prior"], f"{r['lambda']:g}",
-                      f"{r['mu']:g}", f"{v['loss']:.4f}", f"{v['baselines']['reference_editor']:.4f}",
-                      f"{v['baselines']['no_edit']:.4f}")
+        if model == "strength":
+            table = Table(title=f"warp strengths — {Path(data).name}")
+            for col in ("pairs", "people", "rule", *(r["rule"] + " held-out FED" for r in res_s.validation.table),
+                        "strengths"):
+                table.add_column(col, justify="right")
+            table.add_row(str(res_s.meta["data"]["pairs"]), str(res_s.meta["data"]["people"]), res_s.validation.best,
+                          *(f"{r['held_out_fed']:.2f}" for r in res_s.validation.table),
+                          " ".join(f"{t} {a:g}" for t, a in res_s.strengths.items()))
+        else:
+            v = res.meta["validation"]
+            table = Table(title=f"warp fields — {Path(data).name}")
+            for col in ("pairs", "keys", "prior", "lambda", "mu", f"held-out {objective} loss", "reference editor",
+                        "no edit"):
+                table.add_column(col, justify="right")
+            r = res.meta["regularisation"]
+            table.add_row(str(res.meta["data"]["pairs"]), str(len(res.fields.fields)), r["prior"],
+                          f"{r['lambda']:g}", f"{r['mu']:g}", f"{v['loss']:.4f}",
+                          f"{v['baselines']['reference_editor']:.4f}", f"{v['baselines']['no_edit']:.4f}")
         console.print(table)
         console.print(f"wrote {out}; use it with: fedbench eval --editor warp --editor-arg checkpoint={out} ...")
 

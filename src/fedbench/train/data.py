@@ -4,15 +4,15 @@ A training set is a core triplet manifest (`id, source, instruction, target, gro
 `source_expression` and `identity` optional), read by the same validator as every other manifest:
 unknown targets, missing files and duplicate ids are one error naming each bad row before any work.
 
-Splits are seeded and stratified by target. Validation folds keep an identity on one side where the
-data has enough identities for that to mean something (see `assign_folds`); otherwise they split by
-pair, and the reason is recorded.
+Held-out data is always a different face: validation folds hold out whole identities, or whole
+source images where a row names no identity (`assign_folds`), never single pairs; the benchmark
+holds out one person at a time (`people_rows` gives every row its person).
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,90 +29,77 @@ def load_training_manifest(path: str | Path, columns: dict[str, str] | None = No
     return read_manifest(path, columns, allow_outside)
 
 
-# --- seeded splits ---------------------------------------------------------------------------------
-
-def stratified_holdout(items: Sequence[Triplet], n_per_class: int, seed: int) -> tuple[list[Triplet], list[Triplet]]:
-    """(rest, held out): `n_per_class` triplets of each target held out, chosen with `seed`.
-
-    A class with no more than `n_per_class` triplets keeps at least one on the training side.
-    Order inside each side follows the input (manifest order), so the split is a pure function of
-    (items, n_per_class, seed).
-    """
-    rng = np.random.default_rng(seed)
-    by_target: dict[str, list[int]] = defaultdict(list)
-    for i, t in enumerate(items):
-        by_target[t.target].append(i)
-    held: set[int] = set()
-    for target in sorted(by_target):
-        idx = by_target[target]
-        k = min(n_per_class, len(idx) - 1)
-        if k > 0:
-            held.update(int(j) for j in rng.choice(idx, size=k, replace=False))
-    return [t for i, t in enumerate(items) if i not in held], [t for i, t in enumerate(items) if i in held]
-
+# --- validation folds ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Folds:
     fold: list[int]  # fold index of each item
     k: int
-    mode: str  # "identity" or "pair"
+    mode: str  # what a fold holds out whole: "identity", "source image" or "identity, else source image"
     reason: str
 
 
-def assign_folds(targets: Sequence[str], identities: Sequence[str | None], k: int, seed: int,
-                 min_identities: int | None = None) -> Folds:
-    """Cross-validation folds for choosing a regularisation strength on held-out data.
+def group_of(identity: str | None, source: str | Path | None) -> str:
+    """The group a training pair belongs to for held-out validation: its person (`identity`), else its
+    source image. Never the pair itself: two pairs from one source photo (or one person) on both sides
+    of a fold would reward memorising that face."""
+    if identity:
+        return f"identity:{identity}"
+    if source is None or str(source) == "":
+        raise ValueError("a training pair needs an identity or a source image to be grouped for validation")
+    return f"source:{source}"
 
-    By identity when the data has at least `min_identities` (default k) distinct identities and none
-    holds more than half of the pairs: a fold then holds out whole people, as a new benchmark would.
-    Otherwise (one or two people, or one person dominating: a held-out fold would leave almost no
-    training data) by pair. Either way folds are filled in a seeded order, stratified by target.
-    """
+
+def assign_folds(targets: Sequence[str], identities: Sequence[str | None], sources: Sequence[str | Path | None],
+                 k: int, seed: int) -> Folds:
+    """Cross-validation folds that hold out whole groups: a pair's identity, or its source image where
+    the row names no identity (`group_of`); data of one person only is grouped by source image (mode
+    "source image (one person only)": held-out photos, not a new face). k is capped at the number
+    of groups (leave-one-group-out when there are fewer groups than folds). Groups go largest first (seeded order among equal
+    sizes) to the fold with the fewest pairs so far, so folds stay balanced."""
     n = len(targets)
     if n < 2:
         raise ValueError(f"need at least 2 training pairs to hold any out for validation, got {n}")
-    k = max(2, min(k, n))
-    min_identities = k if min_identities is None else min_identities
+    groups = [group_of(i, s) for i, s in zip(identities, sources)]
+    counts = Counter(groups)
+    one_person = len(counts) == 1 and all(identities)
+    if one_person:
+        # One person only: no other face exists to hold out. Other photos of that person are the next
+        # best thing (never the pair itself); the mode says so, since it measures less than a new face.
+        groups = [group_of(None, s) for s in sources]
+        counts = Counter(groups)
+    if len(counts) < 2:
+        raise ValueError(f"all {n} training pairs come from one person and one source image ({groups[0]}): "
+                         "validation needs pairs of at least 2 people (identity column) or source images, so "
+                         "that a held-out fold is a face (or at least a photo) the fit has not seen")
+    k = max(2, min(k, len(counts)))
     rng = np.random.default_rng(seed)
-    known = [i for i in identities if i]
-    counts = Counter(known)
-    if len(known) == n and len(counts) >= min_identities and max(counts.values()) <= n / 2:
-        # Whole identities, largest first (seeded tie order), each to the fold with fewest pairs so far.
-        ids = sorted(counts, key=lambda x: (-counts[x], rng.random()))
-        size = [0] * k
-        where: dict[str, int] = {}
-        for ident in ids:
-            f = int(np.argmin(size))
-            where[ident] = f
-            size[f] += counts[ident]
-        return Folds([where[i] for i in identities], k, "identity",
-                     f"{len(counts)} identities, largest {max(counts.values())} of {n} pairs")
-    why = ("identities missing on some rows" if len(known) < n
-           else f"{len(counts)} identit{'y' if len(counts) == 1 else 'ies'} (need {min_identities}, "
-                f"none above half the pairs)")
-    fold = [0] * n
-    by_target: dict[str, list[int]] = defaultdict(list)
-    for i, t in enumerate(targets):
-        by_target[t].append(i)
-    offset = 0
-    for target in sorted(by_target):
-        idx = list(by_target[target])
-        rng.shuffle(idx)
-        for j, i in enumerate(idx):
-            fold[i] = (offset + j) % k
-        offset += len(idx)  # continue the round-robin so small classes do not all land in fold 0
-    return Folds(fold, k, "pair", why)
+    order = sorted(counts, key=lambda g: (-counts[g], rng.random()))
+    size = [0] * k
+    where: dict[str, int] = {}
+    for g in order:
+        f = int(np.argmin(size))
+        where[g] = f
+        size[f] += counts[g]
+    named = sum(1 for i in identities if i)
+    mode = ("source image (one person only)" if one_person else "identity" if named == n
+            else "source image" if named == 0 else "identity, else source image")
+    return Folds([where[g] for g in groups], k, mode,
+                 f"{len(counts)} groups ({named} of {n} pairs name an identity), largest {max(counts.values())} pairs")
 
 
 # --- graded sequences -> training pairs -----------------------------------------------------------
 
-def pairs_from_sequences(path: str | Path, first: int = 0, last: int = -1) -> tuple[list[dict[str, Any]], Counter]:
+def pairs_from_sequences(path: str | Path, first: int = 0,
+                         gt_frames: Sequence[int] | None = None) -> tuple[list[dict[str, Any]], Counter]:
     """Training rows (core manifest fields) from a graded-sequence file: a JSON list of
-    `{id, frames: [paths...], target}` where frame `first` is the unedited photo and later frames
-    raise the target expression. One pair per sequence: frames[first] -> frames[last].
+    `{id, frames: [paths...], target}` (optional `identity`) where frame `first` is the unedited photo
+    and later frames raise the target expression. One pair per ground-truth frame: frames[first] ->
+    frames[g] for g in `gt_frames` (default: the middle and the last frame, a moderate and a full
+    expression, so a fit learns the range a benchmark asks for rather than the extreme alone).
 
-    Each sequence is its own identity (its id). Paths stay relative to the sequence file's folder.
-    Sequences whose target is not one of the seven classes are skipped and counted.
+    Each sequence is one identity (its `identity`, else its id). Paths stay relative to the sequence
+    file's folder. Sequences whose target is not one of the seven classes are skipped and counted.
     """
     path = Path(path)
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -133,9 +120,13 @@ def pairs_from_sequences(path: str | Path, first: int = 0, last: int = -1) -> tu
         if len(frames) < 2:
             problems.append(Problem(n, f"needs at least 2 frames, has {len(frames)}", str(seq["id"])))
             continue
-        rows.append({"id": f"{seq['id']}-{first:02d}-to-{(last % len(frames)):02d}", "source": frames[first],
-                     "ground_truth": frames[last], "target": target, "identity": str(seq["id"]),
-                     "instruction": f"Change the expression to {target}."})
+        wanted = gt_frames if gt_frames is not None else (len(frames) // 2, len(frames) - 1)
+        for g in sorted({int(g) % len(frames) for g in wanted} - {first % len(frames)}):
+            rows.append({"id": f"{seq['id']}-{first:02d}-to-{g:02d}", "source": frames[first],
+                         "ground_truth": frames[g], "target": target,
+                         "identity": str(seq.get("identity") or seq["id"]),
+                         "instruction": f"Change the expression to {target}.",
+                         "meta": {"sequence": str(seq["id"]), "frame": g, "frames": len(frames)}})
     if problems:
         raise ManifestError(path, problems)
     return rows, skipped
@@ -155,33 +146,35 @@ def triplet_row(t: Triplet, root: Path | None = None) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class SplitFiles:
-    train: Path
-    test: Path
-    n_train: int
-    n_test: int
-    n_sequence_pairs: int
+class PeopleRows:
+    rows: list[dict[str, Any]]  # absolute paths, every row with its identity
+    people: list[str]  # every person in the inputs, in input order (also those without a usable row)
     skipped_sequences: dict[str, int]
 
 
-def write_split_manifests(manifest: Manifest, out_dir: Path, n_test_per_class: int, seed: int,
-                          sequences: Path | None = None) -> SplitFiles:
-    """train.jsonl / test.jsonl in `out_dir`: a seeded split of `manifest` stratified by target (for
-    a benchmark of one identity, where an identity split is impossible), plus the graded sequences'
-    first -> last frame pairs on the training side. Paths are absolute: read them with allow_outside."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train, test = stratified_holdout(manifest.triplets, n_test_per_class, seed)
-    train_rows = [triplet_row(t) for t in train]  # absolute paths
+def people_rows(manifest: Manifest, sequences: Path | None = None,
+                gt_frames: Sequence[int] | None = None) -> PeopleRows:
+    """Every triplet of `manifest` plus the graded sequences' pairs, as manifest rows with absolute
+    paths (read them with allow_outside) and an identity on every row, for holding out by person.
+    A manifest row without an identity is an error naming it: it could be anyone's face."""
+    missing = [t for t in manifest.triplets if not t.identity]
+    if missing:
+        raise ManifestError(manifest.path, [Problem(t.row, "no identity: a person-disjoint split needs one", t.id)
+                                            for t in missing])
+    rows = [triplet_row(t) for t in manifest.triplets]
+    people = list(dict.fromkeys(t.identity for t in manifest.triplets if t.identity))
     skipped: Counter = Counter()
-    n_seq = 0
     if sequences is not None:
-        seq_rows, skipped = pairs_from_sequences(sequences)
+        seq_rows, skipped = pairs_from_sequences(sequences, gt_frames=gt_frames)
         base = Path(sequences).resolve().parent
-        for r in seq_rows:
-            train_rows.append({**r, "source": str(base / r["source"]), "ground_truth": str(base / r["ground_truth"])})
-        n_seq = len(seq_rows)
-    test_rows = [{**triplet_row(t), "split": "test"} for t in test]
-    paths = out_dir / "train.jsonl", out_dir / "test.jsonl"
-    for path, rows in zip(paths, (train_rows, test_rows)):
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return SplitFiles(paths[0], paths[1], len(train_rows), len(test_rows), n_seq, dict(skipped))
+        rows += [{**r, "source": str(base / r["source"]), "ground_truth": str(base / r["ground_truth"])}
+                 for r in seq_rows]
+        seqs = json.loads(Path(sequences).read_text(encoding="utf-8"))
+        people += [str(s.get("identity") or s["id"]) for s in seqs if str(s.get("identity") or s["id"]) not in people]
+    return PeopleRows(rows, people, dict(skipped))
+
+
+def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

@@ -125,43 +125,41 @@ class LoraTrainResult:
 # --- data -----------------------------------------------------------------------------------------
 
 def split_validation(triplets: Sequence[Triplet], n: int, seed: int) -> tuple[list[Triplet], list[Triplet], str]:
-    """(train, val, how): about `n` rows held out: whole identities when every row names one, there
-    are at least two and some fit in max(n, half the rows) (a validation face never seen in
-    training); else rows, spread over targets."""
+    """(train, val, how): about `n` rows held out as whole groups - a row's identity, else its source
+    image (`train.data.group_of`), never single rows - so that a validation face is never seen in
+    training; groups fill up to max(n, half the rows) and at least one stays for training."""
+    from fedbench.train.data import group_of
+
     if n <= 0:
         return list(triplets), [], "none"
     if n >= len(triplets):
         raise LoraTrainError(f"--val-size {n} leaves no training data ({len(triplets)} rows)")
     rng = np.random.default_rng(seed)
-    ids = [t.identity for t in triplets]
-    if all(ids) and len(set(ids)) >= 2:
-        counts = Counter(ids)
-        order = sorted(counts)
-        rng.shuffle(order)
-        cap = max(n, len(triplets) // 2)  # one big identity must not take most of the training data
-        held: set[str] = set()
-        held_n = 0
-        for ident in order:
-            if held_n >= n:
-                break
-            if held_n + counts[ident] <= cap and len(held) < len(counts) - 1:
-                held.add(ident)
-                held_n += counts[ident]
-        if held:
-            val = [t for t in triplets if t.identity in held]
-            return [t for t in triplets if t.identity not in held], val, f"identity ({len(held)} held out)"
-    by_target: dict[str, list[int]] = {}
-    for i, t in enumerate(triplets):
-        by_target.setdefault(t.target, []).append(i)
-    queues = {k: list(rng.permutation(v)) for k, v in sorted(by_target.items())}
-    picked: list[int] = []
-    while len(picked) < n:  # round-robin over targets
-        for k in queues:
-            if queues[k] and len(picked) < n:
-                picked.append(int(queues[k].pop()))
-    chosen = set(picked)
-    return ([t for i, t in enumerate(triplets) if i not in chosen], [t for i, t in enumerate(triplets) if i in chosen],
-            "rows (stratified by target)")
+    groups = [group_of(t.identity, t.source) for t in triplets]
+    one_person = len(set(groups)) == 1 and all(t.identity for t in triplets)
+    if one_person:  # no other face to hold out: other photos of that person (train.data.assign_folds does too)
+        groups = [group_of(None, t.source) for t in triplets]
+    counts = Counter(groups)
+    order = sorted(counts)
+    rng.shuffle(order)
+    cap = max(n, len(triplets) // 2)  # one big identity must not take most of the training data
+    held: set[str] = set()
+    held_n = 0
+    for g in order:
+        if held_n >= n:
+            break
+        if held_n + counts[g] <= cap and len(held) < len(counts) - 1:
+            held.add(g)
+            held_n += counts[g]
+    if not held:
+        raise LoraTrainError(f"--val-size {n}: the {len(triplets)} rows come from {len(counts)} person/source "
+                             "image group(s) that cannot be split with a face on each side; give --val-data "
+                             "(other people) or --val-size 0")
+    named = all(t.identity for t in triplets)
+    mode = "source image (one person only)" if one_person else "identity" if named else "identity, else source image"
+    how = f"{mode} ({len(held)} held out)"
+    return ([t for t, g in zip(triplets, groups) if g not in held], [t for t, g in zip(triplets, groups) if g in held],
+            how)
 
 
 def _square(img: Any, size: int) -> Any:
