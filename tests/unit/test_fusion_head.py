@@ -102,6 +102,15 @@ def test_geometry_is_invariant_to_the_face_s_position_roll_and_scale():
     assert len(fusion.geometry_features(pts)) == len(fusion.GEOMETRY_NAMES)
 
 
+def test_config_names_the_members_the_head_needs():
+    from fedbench.faces.perception import FUSION_V1_MEMBERS, PerceptionConfig
+
+    assert tuple(fusion.load_head().cnn_members) == FUSION_V1_MEMBERS
+    with pytest.raises(ValueError, match="faceapi-cnn"):
+        PerceptionConfig(emotion_members=["fer-cnn", "facex-cnn"])
+    assert PerceptionConfig(emotion_members=["fer-cnn"], emotion_head="mean").emotion_head == "mean"
+
+
 def test_ensemble_refuses_a_head_whose_members_are_missing():
     with pytest.raises(ValueError, match="fer-cnn"):
         EmotionEnsemble([BlendshapePrototype()], head=fusion.load_head())

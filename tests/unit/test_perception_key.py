@@ -40,7 +40,7 @@ def test_key_holds_every_library_and_model_file_the_config_uses() -> None:
     assert parts["artifacts"] == {n: store.ARTIFACTS[n].sha256
                                   for n in ("face-landmarker", "sface", "fer-cnn", "facex-cnn", "faceapi-expression",
                                             "faceapi-expression-manifest")}
-    only_proto = json.loads(PerceptionConfig(emotion_members=["blendshape-prototype"]).signature())
+    only_proto = json.loads(PerceptionConfig(emotion_members=["blendshape-prototype"], emotion_head="mean").signature())
     assert set(only_proto["artifacts"]) == {"face-landmarker", "sface"}
 
 

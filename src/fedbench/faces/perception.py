@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from fedbench.faces.emotion import BlendshapePrototype, EmotionEnsemble, FacexCNN, FerCNN, grey_of
 from fedbench.faces.faceapi import FaceApiCNN
@@ -43,6 +43,8 @@ MEMBER_ARTIFACTS: dict[str, tuple[str, ...]] = {
     "fer-cnn": ("fer-cnn",), "facex-cnn": ("facex-cnn",),
     "faceapi-cnn": ("faceapi-expression", "faceapi-expression-manifest"),
 }
+
+FUSION_V1_MEMBERS = ("fer-cnn", "facex-cnn", "faceapi-cnn")  # what fusion_head_v1.json reads (tested)
 
 ImageStatus = Literal["ok", "no_face", "multi_face"]
 PadMode = Literal["replicate", "grey"]  # what fills the border of a padded retry
@@ -74,6 +76,15 @@ class PerceptionConfig(BaseModel):
         "[] turns it off")
     pad_mode: PadMode = Field(
         "grey", description="what fills the padding: mid-grey, or the edge pixels repeated")
+
+    @model_validator(mode="after")
+    def _head_has_its_members(self) -> "PerceptionConfig":
+        if self.emotion_head == "fusion-v1":
+            missing = [m for m in FUSION_V1_MEMBERS if m not in self.emotion_members]
+            if missing:
+                raise ValueError(f"emotion_head 'fusion-v1' reads the members {', '.join(missing)}; add them to "
+                                 "emotion_members, or set emotion_head='mean'")
+        return self
 
     def artifacts(self) -> list[str]:
         """Names of the model-store artifacts these backbones load (the store verifies each file
