@@ -236,7 +236,9 @@ def sigkills(work: Path, fixtures: Path, n: int, kills: int, seed: int) -> Group
     for k in range(kills):
         g.tried += 1
         rows_before = len(ids_of(out / "generations.jsonl"))
-        at_row = rng.random() < 0.5  # else at a random moment of a whole run
+        # the first kill (and about half of the others) right after the next generated row, while rows are
+        # left to generate; else at a random moment of a whole run (model loading or scoring, mostly)
+        at_row = rows_before < len(ids) and (k == 0 or rng.random() < 0.5)
         moment = rng.uniform(0.5, max(1.0, full * 0.9))
         run = start(*_eval_args(manifest, config, out, cache, "--resume"))
         t0 = time.monotonic()
@@ -247,10 +249,10 @@ def sigkills(work: Path, fixtures: Path, n: int, kills: int, seed: int) -> Group
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait(60)
-            scoring = any(out.glob(".samples.jsonl.*.tmp"))
-            g.notes.append(f"kill {k + 1} after {time.monotonic() - t0:.1f} s, "
-                           f"{len(ids_of(out / 'generations.jsonl'))} generated rows"
-                           + (", while scoring" if scoring else ""))
+            rows = len(ids_of(out / "generations.jsonl"))
+            where = ("while scoring the edits" if any(out.glob(".samples.jsonl.*.tmp")) else
+                     "while generating" if rows < len(ids) else "after generating (loading or scoring references)")
+            g.notes.append(f"kill {k + 1} after {time.monotonic() - t0:.1f} s, {rows} of {len(ids)} generated, {where}")
         else:
             err = run.stderr.read() if run.stderr else ""
             if run.returncode != 0:
@@ -262,6 +264,9 @@ def sigkills(work: Path, fixtures: Path, n: int, kills: int, seed: int) -> Group
         g.crash(f"final resume exited {final.returncode}: {final.stderr[-300:]}")
     count_rows(g, ids, out / "samples.jsonl")
     count_rows(g, ids, out / "generations.jsonl")
+    temps = [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]
+    if temps:
+        g.crash(f"temporary files left after the final resume: {temps}")
     same = (out / "samples.jsonl").exists() and \
         (out / "samples.jsonl").read_bytes() == (ref / "samples.jsonl").read_bytes()
     g.notes.append("samples.jsonl byte-identical to the uninterrupted run" if same else "samples.jsonl DIFFERS")
