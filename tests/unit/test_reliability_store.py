@@ -173,3 +173,23 @@ def test_busy_cache_gives_up_after_its_timeout(tmp_path: Path, monkeypatch: pyte
     cache.put_many([("k", b"v")])  # nothing was half-written; it works once free
     assert len(cache) == 1
     cache.close()
+
+
+def test_a_full_disk_under_the_cache_is_a_disk_full_error(tmp_path: Path) -> None:
+    class Full:
+        def __enter__(self) -> "Full":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def executemany(self, *args: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    cache = FeatureCache(tmp_path / "f.sqlite")
+    real = cache._db
+    cache._db = Full()  # type: ignore[assignment]
+    with pytest.raises(DiskFullError, match="f.sqlite"):
+        cache.put_many([("k", b"v")])
+    cache._db = real
+    cache.close()
