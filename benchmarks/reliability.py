@@ -1,6 +1,9 @@
 """Reliability harness: bad inputs, SIGKILLs with resume, and runs that compete for one folder or cache.
 
     .venv/bin/python benchmarks/reliability.py [--work DIR] [--kills 3] [--seed 0] [--n 4] [--results PATH]
+                                               [--src DIR]
+
+`--src` runs another checkout's fedbench (its `src/` folder) against this corpus: a before / after.
 
 Groups (each a row of the table it prints; every CLI run is a real `python -m fedbench.cli` process
 with real models on the PixelSmile fixtures, from $FEDBENCH_FIXTURES or ../shared/fixtures/pixelsmile):
@@ -10,11 +13,13 @@ with real models on the PixelSmile fixtures, from $FEDBENCH_FIXTURES or ../share
 - bad manifests: every bad manifest of that file and every bad row of tests/unit/test_manifest_validation.py
   (types, ids, UTF-8, paths) read with `read_manifest`: each must be a ManifestError naming its row.
 - misuse: `--out` a file, `--cache` a folder or a text file: exit 2 and one line, no traceback.
-- sigkill + resume: `fedbench eval` with a slow external editor, SIGKILLed (the whole process group) at
-  --kills random moments (seeded), resumed each time; the end must match an uninterrupted run byte for byte.
+- sigkill + resume: `fedbench eval` with a slow external editor, SIGKILLed (the whole process group)
+  --kills times, resumed each time; each kill point is drawn (seeded): half of them right after the
+  next generated row (while generating), the others at a random moment of a whole run (mostly while
+  scoring). The end must match an uninterrupted run byte for byte.
 - concurrency: a second eval on a busy --out (refused, naming the holder's PID), a third with --wait
   (waits, then resumes to the same bytes), a score on a feature cache another process holds locked
-  for 8 s (waits, says so, finishes), and a full disk while writing summary.json (one message, no
+  for 12 s (waits, says so, finishes), and a full disk while writing summary.json (one message, no
   temporary file, then resumes).
 
 A crash is a traceback, an unexpected exception or an unexpected exit code. Rows lost / duplicated
@@ -42,7 +47,13 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURES = REPO.parent / "shared" / "fixtures" / "pixelsmile"
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+ENV = dict(os.environ)
+
+
+def use_source(src: Path) -> None:
+    """Run the fedbench of `src` here (imports) and in every child process (PYTHONPATH)."""
+    sys.path.insert(0, str(src))
+    ENV["PYTHONPATH"] = os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])
 
 SLOW_EDITOR = """
     import sys, time
@@ -83,12 +94,11 @@ class Group:
 
     def crash(self, what: str) -> None:
         self.crashes += 1
-        self.notes.append(what[:300])
+        self.notes.append(" ".join(what.split())[:300])
 
 
 def _load(path: Path, name: str) -> Any:
     """A test module, imported by path: the harness reuses its corpus instead of copying it."""
-    sys.path.insert(0, str(REPO / "src"))
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
@@ -225,22 +235,38 @@ def sigkills(work: Path, fixtures: Path, n: int, kills: int, seed: int) -> Group
     rng = random.Random(seed)
     for k in range(kills):
         g.tried += 1
+        rows_before = len(ids_of(out / "generations.jsonl"))
+        # the first kill (and about half of the others) right after the next generated row, while rows are
+        # left to generate; else at a random moment of a whole run (model loading or scoring, mostly)
+        at_row = rows_before < len(ids) and (k == 0 or rng.random() < 0.5)
+        moment = rng.uniform(0.5, max(1.0, full * 0.9))
         run = start(*_eval_args(manifest, config, out, cache, "--resume"))
-        time.sleep(rng.uniform(0.5, max(1.0, full * 0.9)))
+        t0 = time.monotonic()
+        while run.poll() is None and time.monotonic() - t0 < moment:
+            if at_row and len(ids_of(out / "generations.jsonl")) > rows_before:
+                break
+            time.sleep(0.02)
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait(60)
-            g.notes.append(f"kill {k + 1} at {len(ids_of(out / 'generations.jsonl'))} generated rows")
+            rows = len(ids_of(out / "generations.jsonl"))
+            where = ("while scoring the edits" if any(out.glob(".samples.jsonl.*.tmp")) else
+                     "while generating" if rows < len(ids) else "after generating (loading or scoring references)")
+            g.notes.append(f"kill {k + 1} after {time.monotonic() - t0:.1f} s, {rows} of {len(ids)} generated, {where}")
         else:
             err = run.stderr.read() if run.stderr else ""
             if run.returncode != 0:
                 g.crash(f"resume {k + 1} exited {run.returncode}: {err[-300:]}")
+            g.notes.append(f"run {k + 1} finished before its kill point")
     g.tried += 1
     final = cli(*_eval_args(manifest, config, out, cache, "--resume"))
     if final.returncode != 0 or "Traceback" in final.stderr:
         g.crash(f"final resume exited {final.returncode}: {final.stderr[-300:]}")
     count_rows(g, ids, out / "samples.jsonl")
     count_rows(g, ids, out / "generations.jsonl")
+    temps = [p.name for p in out.rglob("*") if p.name.endswith(".tmp")]
+    if temps:
+        g.crash(f"temporary files left after the final resume: {temps}")
     same = (out / "samples.jsonl").exists() and \
         (out / "samples.jsonl").read_bytes() == (ref / "samples.jsonl").read_bytes()
     g.notes.append("samples.jsonl byte-identical to the uninterrupted run" if same else "samples.jsonl DIFFERS")
@@ -278,13 +304,13 @@ def concurrency(work: Path, fixtures: Path, n: int) -> Group:
     count_rows(g, ids, out / "samples.jsonl")
     count_rows(g, ids, out / "generations.jsonl")
 
-    # 3: a feature cache held locked by another process for 8 s: the score waits, says so, finishes
+    # 3: a feature cache held locked by another process for 12 s: the score waits, says so, finishes
     g.tried += 1
     busy = work / "conc" / "busy.sqlite"
     holder = sqlite3.connect(busy, isolation_level=None, check_same_thread=False)
     holder.execute("PRAGMA journal_mode=WAL")
     holder.execute("BEGIN EXCLUSIVE")
-    timer = threading.Timer(8.0, lambda: holder.execute("COMMIT"))
+    timer = threading.Timer(12.0, lambda: holder.execute("COMMIT"))
     timer.start()
     scored = cli("score", "-m", manifest, "-e", out / "generated", "-o", work / "conc" / "busy_out", "--cache", busy,
                  "--allow-outside", "--workers", "1")
@@ -317,7 +343,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n", type=int, default=4, help="triplets in the eval runs")
     ap.add_argument("--results", type=Path, default=None, help="also write the table as JSON here")
+    ap.add_argument("--src", type=Path, default=REPO / "src", help="the fedbench source to test (default: this one)")
     args = ap.parse_args()
+    use_source(args.src.resolve())
     fixtures = Path(os.environ.get("FEDBENCH_FIXTURES", DEFAULT_FIXTURES))
     if not (fixtures / "triplets.jsonl").is_file():
         print(f"fixtures not found at {fixtures} (set FEDBENCH_FIXTURES)", file=sys.stderr)
@@ -347,7 +375,7 @@ def main() -> int:
     total = Group("total", *(sum(getattr(x, f) for x in groups) for f in ("tried", "crashes", "lost", "duplicated")))
     table.add_row("[bold]total", str(total.tried), str(total.crashes), str(total.lost), str(total.duplicated),
                   f"{sum(x.seconds for x in groups):.0f}", end_section=True)
-    console = Console()
+    console = Console(width=120)
     console.print(table)
     for grp in groups:
         for note in grp.notes:

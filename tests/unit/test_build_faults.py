@@ -118,3 +118,37 @@ def test_a_worker_crash_rejects_only_its_input(tmp_path: Path) -> None:
         else:
             assert isinstance(outcome, list) and outcome[0]["id"] == record_id  # in order, none lost
     assert len({o[0]["pid"] for o in outcomes if isinstance(o, list)}) >= 2  # a fresh pool went on after it
+
+
+class _RaisingEditor:
+    """Stands in for a ground-truth editor: raises what it is told, or says a key in its error."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def edit(self, request: object) -> object:
+        raise self.exc
+
+    def secret_values(self) -> tuple[str, ...]:
+        return ("s3cret-token-value",)
+
+
+@pytest.mark.parametrize("exc, transient", [(MemoryError("CUDA out of memory"), True),
+                                            (sqlite3.OperationalError("database is locked"), True),
+                                            (ValueError("bad face; token s3cret-token-value"), False)])
+def test_ground_truth_lets_machine_faults_through(tmp_path: Path, exc: BaseException, transient: bool) -> None:
+    from fedbench.editors.config import EditorConfig
+    from fedbench.engine.stages.ground_truth import GroundTruth
+
+    stage = GroundTruth(BuildConfig(), tmp_path)
+    stage.editor, stage.editor_config = _RaisingEditor(exc), EditorConfig(name="x", adapter="identity")
+    record = {"id": "a", "image": str(tmp_path / "a.png"), "instruction": "smile", "target": "happy"}
+    if transient:  # never journaled as a rejection: process_with_retries retries it, then stops the build
+        with pytest.raises(type(exc)):
+            stage.process(record)
+        with pytest.raises(TransientFault):
+            process_with_retries(stage, record)
+    else:
+        outcome = stage.process(record)
+        assert isinstance(outcome, Rejected) and "bad face" in outcome.reason
+        assert "s3cret-token-value" not in outcome.reason

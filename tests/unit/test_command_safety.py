@@ -129,6 +129,53 @@ def test_ctrl_c_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert not _alive(grandchild), "the program's child outlived Ctrl-C"
 
 
+THREADED_DRIVER = """
+    import sys, time
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+    import numpy as np
+    from PIL import Image
+    from fedbench.editors import EditRequest, build_editor, load_editor_config
+    root = Path(sys.argv[1])
+    src = root / "src.png"
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(src)
+    script = "sleep 60 & echo $! >> " + str(root / "pids") + "; wait; cp {input} {output}"
+    editor = build_editor(load_editor_config("command", {"command": ["sh", "-c", script]}))
+    pool = ThreadPoolExecutor(2)
+    futures = [pool.submit(editor.edit, EditRequest(f"s{i}", src, "smile", "happy", i)) for i in range(2)]
+    try:
+        while True:
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=True)  # what eval does: the worker threads' programs must end for this to return
+        print("statuses", [f.result().status.value for f in futures], flush=True)
+        sys.exit(130)
+"""
+
+
+def test_ctrl_c_reaches_programs_in_worker_threads(tmp_path: Path) -> None:
+    """`eval --jobs N`: programs run in worker threads, in groups of their own that the terminal's
+    Ctrl-C does not reach; the SIGINT handler ends them so the run stops at once."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(THREADED_DRIVER))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, str(driver), str(tmp_path)], env=env, stdout=subprocess.PIPE, text=True)
+    pids = tmp_path / "pids"
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    grandchildren = [int(p) for p in pids.read_text().split()]
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 130
+    assert time.monotonic() - t0 < 10  # not the 60 s the programs would have taken
+    assert "generation_failed" in proc.stdout.read()
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in grandchildren) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in grandchildren)
+
+
 def test_env_values_and_temp_paths_never_reach_a_reason(tmp_path: Path) -> None:
     script = ": {output}; echo token=$MY_TOKEN in {input} >&2; exit 4"
     editor = build_editor(load_editor_config("command", {"command": ["sh", "-c", script],

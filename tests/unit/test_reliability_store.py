@@ -146,11 +146,11 @@ def test_busy_cache_waits_visibly_then_writes(tmp_path: Path) -> None:
     blocker.execute("BEGIN EXCLUSIVE")
     told: list[str] = []
     cache = FeatureCache(path, timeout_s=30, on_wait=told.append)
-    release = threading.Timer(6.5, lambda: blocker.execute("COMMIT"))  # past SQLite's own 5 s wait
+    release = threading.Timer(4.0, lambda: blocker.execute("COMMIT"))  # past SQLite's own 1 s wait
     release.start()
     t0 = time.monotonic()
     cache.put_many([("k", b"v")])
-    assert time.monotonic() - t0 > 5 and len(told) == 1 and "waiting up to 30 s" in told[0]
+    assert time.monotonic() - t0 > 3 and len(told) == 1 and "waiting up to 30 s" in told[0]
     assert cache.get_raw("k") == b"v"
     release.join()
     blocker.close()
@@ -172,4 +172,24 @@ def test_busy_cache_gives_up_after_its_timeout(tmp_path: Path, monkeypatch: pyte
         blocker.close()
     cache.put_many([("k", b"v")])  # nothing was half-written; it works once free
     assert len(cache) == 1
+    cache.close()
+
+
+def test_a_full_disk_under_the_cache_is_a_disk_full_error(tmp_path: Path) -> None:
+    class Full:
+        def __enter__(self) -> "Full":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def executemany(self, *args: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+    cache = FeatureCache(tmp_path / "f.sqlite")
+    real = cache._db
+    cache._db = Full()  # type: ignore[assignment]
+    with pytest.raises(DiskFullError, match="f.sqlite"):
+        cache.put_many([("k", b"v")])
+    cache._db = real
     cache.close()

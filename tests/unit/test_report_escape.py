@@ -20,7 +20,9 @@ from fedbench.report.runs import load_runs
 from fedbench.report.synthetic import Behaviour, synthetic_rows, write_run
 
 EVIL_INSTRUCTION = 'Make them happy </script><script>alert("x")</script> & "smile" \'wide\' <b>now</b>'
-EVIL_ID = '<img src=x onerror=alert(1)>"q\'1'
+# Ids name files, so they cannot hold <>"/ (not valid on every OS; the manifest refuses them):
+# the hostile id breaks out of single-quoted attributes and carries entities instead.
+EVIL_ID = "q' onerror='alert(1)' &lt;img&gt; & x"
 EVIL_FILE = 'src "quoted" <x> & \'y\'.png'
 EVIL_MODEL = "<script>alert('model') & \"q\""  # a folder name: no '/'
 

@@ -12,9 +12,9 @@ A program wrapped in a POSIX shell (`sh -c '... {instruction} ...'`, bash, dash,
 manifest's text stay text. A placeholder that the script itself puts inside quotes cannot be quoted
 safely and is refused when the editor is built; so are placeholders in `cmd /c` and PowerShell scripts.
 
-The program runs in its own process group (session): on a timeout, on Ctrl-C, and once it has
-exited, the whole group is killed, so no grandchild (a `sleep`, a server the script started) is
-left running. The values of `env` (tokens) are scrubbed from every reason, and the temporary folder's
+The program runs in its own process group (session): on a timeout, on Ctrl-C or SIGTERM (in any
+thread: `eval --jobs N`), and once it has exited, the whole group is killed, so no grandchild (a
+`sleep`, a server the script started) is left running. The values of `env` (tokens) are scrubbed from every reason, and the temporary folder's
 path never enters a reason (the same run gives the same text).
 """
 
@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,44 @@ def _kill_group(proc: subprocess.Popen, grace_s: float = _KILL_GRACE_S) -> None:
         pass
 
 
+# Programs running now (any thread). A group of its own does not get the terminal's Ctrl-C, and
+# `eval --jobs N` runs programs in worker threads that a KeyboardInterrupt never reaches: the SIGINT /
+# SIGTERM handlers below terminate every live group first, then do what the signal did before.
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+_forwarding = False
+
+
+def _terminate_live_groups() -> None:
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # each thread's run_in_group then SIGKILLs what is left
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _forward_signals() -> None:
+    """Install the SIGINT / SIGTERM forwarding once, from the main thread (where handlers live)."""
+    global _forwarding
+    if _forwarding or sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+
+        def handler(sig: int, frame: Any, previous: Any = previous) -> None:
+            _terminate_live_groups()
+            if callable(previous):
+                previous(sig, frame)  # SIGINT: Python's default raises KeyboardInterrupt in the main thread
+            elif previous == signal.SIG_DFL:
+                signal.signal(sig, signal.SIG_DFL)
+                os.kill(os.getpid(), sig)
+
+        signal.signal(signum, handler)
+    _forwarding = True
+
+
 def run_in_group(argv: list[str], timeout_s: float, cwd: str | None, env: dict[str, str]) -> tuple[int | None, str, str]:
     """Run `argv` in a new process group; (exit code or None on timeout, stdout, stderr). The group is
     killed on timeout, on any exception (Ctrl-C included) and after the child exits."""
@@ -139,6 +178,16 @@ def run_in_group(argv: list[str], timeout_s: float, cwd: str | None, env: dict[s
                               else {"start_new_session": True})
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             text=True, errors="replace", cwd=cwd, env=env, **kwargs)
+    with _live_lock:
+        _live.add(proc)
+    try:
+        return _communicate(proc, timeout_s)
+    finally:
+        with _live_lock:
+            _live.discard(proc)
+
+
+def _communicate(proc: subprocess.Popen, timeout_s: float) -> tuple[int | None, str, str]:
     try:
         out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -180,6 +229,7 @@ class CommandEditor(Editor):
                          refusal_exit_code=refusal_exit_code, cwd=cwd, tag=tag)
         self.argv, self.timeout_s, self.env = argv, float(timeout_s), {str(k): str(v) for k, v in (env or {}).items()}
         self.refusal_exit_code, self.cwd = refusal_exit_code, cwd
+        _forward_signals()
 
     def secret_values(self) -> tuple[str, ...]:
         return tuple(self.env.values())

@@ -45,7 +45,7 @@ def signature_hash(signature: str) -> str:
 
 DEFAULT_BUSY_TIMEOUT_S = 600.0
 BUSY_TIMEOUT_ENV = "FEDBENCH_CACHE_TIMEOUT_S"
-_SQLITE_WAIT_S = 5.0  # SQLite's own busy handler; past it the loop below says what it waits for
+_SQLITE_WAIT_S = 1.0  # SQLite's own busy handler; past it the loop below says what it waits for
 
 
 class CacheError(ValueError):
