@@ -63,7 +63,8 @@ def merge(folders: list[str | Path], out: str | Path, *, benchmark: str | Path |
           workers: int | None = None, cache_path: str | Path | None = None, progress: bool = True,
           console: Console | None = None, version: str = FEDSCORE_VERSION, n_bootstrap: int = 1000):
     """Merge the shard run folders into `out` and score it; returns the EvalResult."""
-    from fedbench.evaluate import GENERATED, EvalResult, RunFolderError, _prepare_folder, _write_atomic, score_run
+    from fedbench.evaluate import GENERATED, EvalResult, RunFolderError, _prepare_folder, score_run
+    from fedbench.store.atomic import copy_atomic, write_bytes_atomic
 
     console = console or Console(stderr=True)
     dirs = [Path(f) for f in folders]
@@ -137,9 +138,9 @@ def merge(folders: list[str | Path], out: str | Path, *, benchmark: str | Path |
         row = dict(rows[t.id])
         src = row.pop("_from")
         if row.get("image"):
-            _write_atomic(out / GENERATED / Path(row["image"]).name, (src / row["image"]).read_bytes())
+            copy_atomic(src / row["image"], out / GENERATED / Path(row["image"]).name)
         ordered.append(row)
-    _write_atomic(out / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in ordered).encode())
+    write_bytes_atomic(out / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in ordered).encode())
     status = [r["status"] for r in ordered]
     generation = {"merged_from": [str(shards[k]) for k in range(1, n + 1)], "generated": status.count(EditStatus.OK),
                   "failed": status.count(EditStatus.FAILED), "refused": status.count(EditStatus.REFUSED),
