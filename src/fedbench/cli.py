@@ -63,7 +63,8 @@ def models_verify() -> None:
 def print_summary(summary: dict, title: str) -> None:
     table = Table(title=title)
     table.add_column("class")
-    dims = ("fed", "alignment", "fidelity", "reg")
+    from fedbench.metrics.components import HEADLINE as dims
+
     for d in ("n", *dims):
         table.add_column(d, justify="right")
     for c, v in summary["per_class"].items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedbench.labels import EXPRESSIONS
+from fedbench.metrics.components import HEADLINE, LABELS
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -44,8 +45,8 @@ def render_markdown(meta: dict[str, Any]) -> str:
     L += ["## Probes", "",
           f"{p['triplets_scored']} triplets with a measurable change; degenerate ground truth: "
           f"{', '.join(p['degenerate_gt']) or 'none'}. Macro means over target classes, bootstrap 95 % intervals.", ""]
-    L += _table(["probe", "what", "FED", "Alignment", "Fidelity", "REG", "mean gain"], [
-        [name, s["what"], *(_dim(s.get("overall", {}).get(d)) for d in ("fed", "alignment", "fidelity", "reg")),
+    L += _table(["probe", "what", *(LABELS[d] for d in HEADLINE), "mean gain"], [
+        [name, s["what"], *(_dim(s.get("overall", {}).get(d)) for d in HEADLINE),
          _f(s.get("gain", {}).get("mean"))] for name, s in p["probes"].items()])
     of = p["oracle_first"]
     L += ["", f"- Oracle first (strictly highest FED of {', '.join(of['against'])}): **{of['count']} of "

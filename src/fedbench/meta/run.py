@@ -25,6 +25,7 @@ from fedbench.meta.probes import SEP, Probe, default_probes, make_probes, place,
 from fedbench.meta.sequences import (
     LATE_MEDIAN_RANGE, RISE_MIN, Sequence, SequenceFile, analyse, plot_sequence, read_sequences, sequence_rows,
 )
+from fedbench.metrics.components import HEADLINE
 from fedbench.metrics.fedscore import FEDSCORE_VERSION, FEDScore
 from fedbench.paths import features_db
 from fedbench.scoring.runner import default_workers, score
@@ -66,7 +67,7 @@ def _probe_section(probes: list[Probe], rows: dict[str, dict[str, dict]], n_boot
         s = FEDScore(n_bootstrap=n_bootstrap, rows=prow).compute() if prow else None
         summaries[p.name] = {
             "kind": p.kind, "param": p.param, "what": p.describe, "triplets": len(prow),
-            **({"overall": {d: s["overall"][d] for d in ("fed", "alignment", "fidelity", "reg")},
+            **({"overall": {d: s["overall"][d] for d in HEADLINE},
                 "gain": s["gain"], "status_counts": s["status_counts"]} if s else {}),
         }
     oracle = rows["oracle"]

@@ -22,7 +22,8 @@ def emotion_alignment(edit_probs: np.ndarray, target: str, gt_probs: np.ndarray 
     return 1.0 if p_gt <= 0.0 else float(min(1.0, p_edit / p_gt))
 
 
-def required_actions(instruction: str, source_bs: np.ndarray, gt_bs: np.ndarray) -> tuple[list[Action], str]:
+def required_actions(instruction: str, source_bs: np.ndarray, gt_bs: np.ndarray,
+                     threshold: float = GT_ACTION_THRESHOLD) -> tuple[list[Action], str]:
     """Actions the instruction names, else the blendshapes that G moves by >= 0.10, signed by the move.
 
     Returns the actions and where they came from ("instruction" or "ground_truth").
@@ -33,7 +34,7 @@ def required_actions(instruction: str, source_bs: np.ndarray, gt_bs: np.ndarray)
     delta = np.asarray(gt_bs, dtype=np.float64) - np.asarray(source_bs, dtype=np.float64)
     moved = [
         Action(f"bs{k}", (k,), 1 if delta[k] > 0 else -1)
-        for k in np.flatnonzero(np.abs(delta) >= GT_ACTION_THRESHOLD)
+        for k in np.flatnonzero(np.abs(delta) >= threshold)
     ]
     return moved, "ground_truth"
 
@@ -45,7 +46,7 @@ def _move(a: Action, before: np.ndarray, after: np.ndarray) -> float:
 
 
 def action_steps(source_bs: np.ndarray, actions: list[Action], gt_bs: np.ndarray | None = None,
-                 step: float = ACTION_STEP) -> list[tuple[Action, float]]:
+                 step: float = ACTION_STEP, gt_min: float = GT_ACTION_MIN) -> list[tuple[Action, float]]:
     """(action, step that counts fully). v1.0: every action, step 0.05. v1.1 (with G): the step is
     min(0.05, G's own move), and actions G does not perform (move < 0.01) are left out."""
     if gt_bs is None:
@@ -55,19 +56,20 @@ def action_steps(source_bs: np.ndarray, actions: list[Action], gt_bs: np.ndarray
     kept = []
     for a in actions:
         gt_move = _move(a, src, gt)
-        if gt_move >= GT_ACTION_MIN:
+        if gt_move >= gt_min:
             kept.append((a, min(step, gt_move)))
     return kept
 
 
 def action_alignment(source_bs: np.ndarray, edit_bs: np.ndarray, actions: list[Action],
-                     step: float = ACTION_STEP, gt_bs: np.ndarray | None = None) -> float | None:
+                     step: float = ACTION_STEP, gt_bs: np.ndarray | None = None,
+                     gt_min: float = GT_ACTION_MIN) -> float | None:
     """A_act = mean over actions of clip(sign * (b(E) - b(S)) / step, 0, 1); None when no action is scored.
 
     Direction only: how far the edit moves belongs to REG. With `gt_bs` (v1.1) the step is capped
     at the ground truth's own move, so an edit that moves as far as G scores 1.
     """
-    steps = action_steps(source_bs, actions, gt_bs, step)
+    steps = action_steps(source_bs, actions, gt_bs, step, gt_min)
     if not steps:
         return None
     src = np.asarray(source_bs, dtype=np.float64)

@@ -17,7 +17,8 @@ import numpy as np
 
 from fedbench.data.images import ImageReadError, decode_image
 from fedbench.faces.perception import ImageFeatures, PerceptionConfig, Perceiver
-from fedbench.metrics.fedscore import ImageOutcome, background_ssim, score_triplet, uses_gt_background
+from fedbench.metrics.fedscore import ImageOutcome, background_ssim, score_triplet
+from fedbench.metrics.spec import get_spec
 from fedbench.store.features import pack_optional_float, unpack_optional_float
 from fedbench.store.features import FeatureCache, content_key, signature_hash
 
@@ -132,7 +133,7 @@ BG_MEASURE_VERSION = 1  # bump when background_ssim changes: cached pair values 
 
 def _ground_truth_background(task: dict[str, Any], source: ImageOutcome, gt: ImageOutcome,
                              source_rgb: np.ndarray) -> tuple[float | None, tuple[str, bytes] | None]:
-    """BG(S, G): how much the ground truth itself changed the background (FED-Score 1.2 divides by it).
+    """BG(S, G): how much the ground truth itself changed the background (a relative BG divides by it).
     One value per (source, ground truth) pair, kept in the feature cache beside the image features."""
     st = _state()
     key = f"bg-pair:v{BG_MEASURE_VERSION}:{task['source_key']}:{task['gt_key']}"
@@ -171,7 +172,7 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, 
         except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
             source = ImageOutcome(None, f"source became unreadable: {exc}")
     bg_gt = None
-    if (source_rgb is not None and uses_gt_background(task["version"]) and source.features is not None
+    if (source_rgb is not None and get_spec(task["version"]).uses_gt_background and source.features is not None
             and source.features.faces and gt.features is not None and gt.features.faces):
         try:
             bg_gt, blob = _ground_truth_background(task, source, gt, source_rgb)
