@@ -10,7 +10,9 @@ against S: the verify stage judges a ground-truth candidate that way (there is n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from fedbench.metrics.alignment import action_alignment, action_steps, alignment
 from fedbench.metrics.fidelity import cosine, fidelity, identity_score, quality_score, relative_background
 from fedbench.metrics.lexicon import Action, parse_actions
 from fedbench.metrics.reg import Gain, expression_gain, expression_vector, reg_score
+from fedbench.metrics import noise
 from fedbench.metrics.spec import FedScoreSpec
 
 
@@ -30,6 +33,9 @@ class PairMeasures:
 
     bg_edit: float | None = None  # SSIM_bg(S, E): mean background SSIM, None without background
     bg_gt: float | None = None  # SSIM_bg(S, G), for versions whose BG is relative to G
+    bg_shift: float | None = None  # registration of E to S (versions that register), max(shift, |scale-1|)
+    bg_chroma_edit: float | None = None  # background chroma distance S-E (versions that compare colour)
+    bg_chroma_gt: float | None = None  # the same for S-G
 
 
 @dataclass(frozen=True)
@@ -41,27 +47,73 @@ class Reference:
     action_source: str  # "instruction" or "ground_truth"
     scored_actions: list[str]  # the actions A_act will score (relative versions drop what G does not do)
     change: Gain  # G against S (gain 1 by construction; gt_change and degenerate are what matter)
+    member_names: tuple[str, ...] = field(default=())  # the emotion members behind FaceFeatures.members
 
 
-def _expression(face: FaceFeatures) -> np.ndarray:
-    return expression_vector(face.blendshapes, face.emotion)
+@lru_cache(maxsize=8)
+def _whitening(spec: FedScoreSpec) -> np.ndarray:
+    """Per-dim weight of the whitened expression vector (noise.DIMS order): 1 / max(noise std, floor)
+    for the spec's groups, 0 for the rest and for dims that carry no expression (gaze, `_neutral`)."""
+    model = noise.load()
+    sigma = model.scale_of(noise.DIMS, "std")
+    w = np.zeros(len(noise.DIMS))
+    for i, d in enumerate(noise.DIMS):
+        if d.split(":")[0] in spec.expression_groups and not d.startswith(spec.zero_weight):
+            w[i] = 1.0 / max(float(sigma[i]), spec.sigma_floor)
+    return w
 
 
-def expression_change(spec: FedScoreSpec, s_face: FaceFeatures, e_face: FaceFeatures, g_face: FaceFeatures) -> Gain:
+def expression(spec: FedScoreSpec, face: FaceFeatures, member_names: tuple[str, ...]) -> np.ndarray:
+    """The expression vector a version measures gain in: raw [b, p] (1.x), or noise-whitened (2.0)."""
+    if spec.gain == "raw":
+        return expression_vector(face.blendshapes, face.emotion)
+    return noise.vector(face.blendshapes, face.emotion, face.members, member_names) * _whitening(spec)
+
+
+def _degenerate_factor(spec: FedScoreSpec, dim: int) -> float:
+    if spec.gain == "raw":
+        return spec.degenerate_factor
+    # Whitened, each used dim has unit noise: a change of pure noise has |dG_w| ~ sqrt(n used dims).
+    n_used = int(np.count_nonzero(_whitening(spec)))
+    return spec.degenerate_noise_multiple * math.sqrt(n_used / dim)
+
+
+def expression_change(spec: FedScoreSpec, s_face: FaceFeatures, e_face: FaceFeatures, g_face: FaceFeatures,
+                      member_names: tuple[str, ...] = ()) -> Gain:
     """Gain of E's change from S along G's, under the spec's expression space."""
-    return expression_gain(_expression(s_face), _expression(e_face), _expression(g_face), spec.degenerate_factor)
+    e_s = expression(spec, s_face, member_names)
+    return expression_gain(e_s, expression(spec, e_face, member_names), expression(spec, g_face, member_names),
+                           _degenerate_factor(spec, e_s.size))
 
 
 def reference(spec: FedScoreSpec, target: str, instruction: str, s_face: FaceFeatures,
-              g_face: FaceFeatures | None) -> Reference:
+              g_face: FaceFeatures | None, member_names: tuple[str, ...] | list[str] = ()) -> Reference:
+    names = tuple(member_names)
     if g_face is None:  # reference-free (verify): only what the instruction names
         actions, source = parse_actions(instruction), "instruction"
         return Reference(target, actions, source, [a.name for a in actions],
-                         Gain(None, None, 0.0, True))
+                         Gain(None, None, 0.0, True), names)
     actions, source = required_actions(instruction, s_face.blendshapes, g_face.blendshapes, spec.gt_action_threshold)
     rel_gt = g_face.blendshapes if spec.relative("a_act") else None
     scored = [a.name for a, _ in action_steps(s_face.blendshapes, actions, rel_gt, spec.action_step, spec.gt_action_min)]
-    return Reference(target, actions, source, scored, expression_change(spec, s_face, g_face, g_face))
+    return Reference(target, actions, source, scored, expression_change(spec, s_face, g_face, g_face, names), names)
+
+
+def processing_allowance(spec: FedScoreSpec) -> tuple[float, float]:
+    """(identity cosine drop, face-quality factor) that processing alone causes in 95 % of the noise
+    model's copies; (0, 1) for versions that do not forgive processing."""
+    if not spec.processing_tolerant:
+        return 0.0, 1.0
+    fid = noise.load().meta["fidelity"]
+    return 1.0 - float(fid["identity_cos"]["p05"]), float(math.exp(min(0.0, fid["log_quality_ratio"]["p05"])))
+
+
+def background_value(spec: FedScoreSpec, ssim: float | None, chroma: float | None) -> float | None:
+    """The background number a version compares: SSIM, times min(1, tolerance / chroma distance) when
+    the version also compares colour (grey SSIM does not see a recoloured background)."""
+    if ssim is None or spec.bg_chroma_tolerance is None or chroma is None:
+        return ssim
+    return float(ssim * min(1.0, spec.bg_chroma_tolerance / max(chroma, 1e-9)))
 
 
 def combine(spec: FedScoreSpec, alignment_: float, fidelity_: float, reg: float | None) -> float | None:
@@ -70,6 +122,8 @@ def combine(spec: FedScoreSpec, alignment_: float, fidelity_: float, reg: float 
         return None
     if spec.combine == "geometric":
         return float(100.0 * max(0.0, alignment_ * fidelity_ * reg) ** (1.0 / 3.0))
+    if spec.combine == "reg_gated":  # linear in REG: a near-zero gain stays near zero
+        return float(100.0 * reg * math.sqrt(max(0.0, alignment_ * fidelity_)))
     raise ValueError(f"FED-Score {spec.version}: unknown combination {spec.combine!r}")
 
 
@@ -89,16 +143,20 @@ def assess(spec: FedScoreSpec, ref: Reference, s_face: FaceFeatures, e_face: Fac
     cos_es = cosine(e_face.embedding, s_face.embedding)
     # Without G the identity is normalised by 1 - c0, as for a drifting ground truth.
     cos_gs = cosine(g.embedding, s_face.embedding) if g is not None else 1.0
-    id_s = identity_score(cos_es, cos_gs, identity_threshold, spec.identity_drift_margin)
-    bg = relative_background(pair.bg_edit, pair.bg_gt, spec.bg_reference_floor) if rel["bg"] else pair.bg_edit
-    pq = quality_score(e_face.quality, s_face.quality, g.quality if rel["pq"] else None)
+    id_drop, q_loss = processing_allowance(spec)
+    id_s = identity_score(min(1.0, cos_es + id_drop), cos_gs, identity_threshold, spec.identity_drift_margin)
+    bg_edit = background_value(spec, pair.bg_edit, pair.bg_chroma_edit)
+    bg_gt = background_value(spec, pair.bg_gt, pair.bg_chroma_gt)
+    bg = relative_background(bg_edit, bg_gt, spec.bg_reference_floor) if rel["bg"] else bg_edit
+    pq = quality_score(e_face.quality / q_loss, s_face.quality, g.quality if rel["pq"] else None)
     fid = fidelity(id_s, bg, pq)
-    gain = expression_change(spec, s_face, e_face, g) if g is not None else ref.change
+    gain = expression_change(spec, s_face, e_face, g, ref.member_names) if g is not None else ref.change
     reg = None if gain.degenerate else reg_score(gain.gain, spec.reg_width)
     return {
         "alignment": align, "a_emo": a_emo, "a_act": a_act, "fidelity": fid, "id_score": id_s, "bg": bg,
         "pq": pq, "reg": reg, "fed": combine(spec, align, fid, reg), "gain": gain.gain, "off_axis": gain.off_axis,
         "degenerate": gain.degenerate, "bg_edit_source": pair.bg_edit, "bg_gt_source": pair.bg_gt,
+        "bg_shift": pair.bg_shift, "bg_chroma": pair.bg_chroma_edit,
         "p_target_edit": float(e_face.emotion[t]), "top_emotion_edit": EXPRESSIONS[int(np.argmax(e_face.emotion))],
         "cos_edit_source": cos_es, "cos_gt_source": cos_gs if g is not None else None,
         "quality_edit": float(e_face.quality),

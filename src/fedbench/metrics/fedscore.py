@@ -56,11 +56,27 @@ def _r(x: float | None) -> float | None:
 def background_ssim(source_rgb: np.ndarray, edit_rgb: np.ndarray, source_face: FaceFeatures,
                     edit_face: FaceFeatures) -> float | None:
     """BG: SSIM outside the union of both face masks, grey, at 512 px; E resized to S's size first."""
+    return background_measure(source_rgb, edit_rgb, source_face, edit_face, register=False)[0]
+
+
+def background_measure(source_rgb: np.ndarray, edit_rgb: np.ndarray, source_face: FaceFeatures,
+                       edit_face: FaceFeatures, register: bool) -> tuple[float | None, float | None, float | None]:
+    """(background SSIM, registration magnitude, chroma distance). With `register`, E is first
+    registered to S on the background (metrics/registration.py), SSIM is taken over the background
+    pixels E covers and the background's colour is compared too; the magnitude is max(shift,
+    |scale - 1|) of the accepted registration (0: none needed or refused)."""
     s_grey = grey_view(source_rgb, BG_LONG_SIDE)
     size = (s_grey.shape[1], s_grey.shape[0])
     e_grey = grey_view(edit_rgb, size=size)
-    faces = face_mask(source_face.landmarks, size) | face_mask(edit_face.landmarks, size)
-    return background_score(ssim_map(s_grey, e_grey), ~faces)
+    background = ~(face_mask(source_face.landmarks, size) | face_mask(edit_face.landmarks, size))
+    if not register:
+        return background_score(ssim_map(s_grey, e_grey), background), None, None
+    from fedbench.metrics import registration
+
+    reg = registration.register(s_grey, e_grey, background)
+    e_reg, covered = registration.apply(e_grey, reg)
+    chroma = registration.chroma_distance(source_rgb, edit_rgb, reg, background)
+    return background_score(ssim_map(s_grey, e_reg), background & covered), reg.magnitude, chroma
 
 
 @dataclass
@@ -100,6 +116,7 @@ def score_triplet(
     version: str | FedScoreSpec = FEDSCORE_VERSION,
     generation: tuple[str, str | None] | None = None,
     bg_gt: float | None = None,
+    bg_chroma_gt: float | None = None,
 ) -> dict[str, Any]:
     """One row of samples.jsonl: every component, the status, and the raw numbers behind them.
 
@@ -121,7 +138,7 @@ def score_triplet(
     t = expression_index(target)
     s_face = source.features.faces[0]  # the largest face is the subject
     g_face = ground_truth.features.primary(s_face.box)
-    ref = core.reference(spec, target, instruction, s_face, g_face)
+    ref = core.reference(spec, target, instruction, s_face, g_face, source.features.member_names)
     row.update(p_target_source=_r(s_face.emotion[t]), p_target_gt=_r(g_face.emotion[t]),
                cos_gt_source=_r(cosine(g_face.embedding, s_face.embedding)), quality_source=_r(s_face.quality),
                quality_gt=_r(g_face.quality), action_source=ref.action_source, actions=ref.scored_actions,
@@ -149,9 +166,10 @@ def score_triplet(
 
     row["edit_status"] = "ok"
     e_face = edit.features.primary(s_face.box)
-    bg_edit = background_ssim(source_rgb, edit_rgb, s_face, e_face)
+    bg_edit, bg_shift, chroma = background_measure(source_rgb, edit_rgb, s_face, e_face, spec.bg_register)
     out = core.assess(spec, ref, s_face, e_face, g_face,
-                      core.PairMeasures(bg_edit=bg_edit, bg_gt=bg_gt if spec.uses_gt_background else None),
+                      core.PairMeasures(bg_edit=bg_edit, bg_gt=bg_gt if spec.uses_gt_background else None,
+                                        bg_shift=bg_shift, bg_chroma_edit=chroma, bg_chroma_gt=bg_chroma_gt),
                       identity_threshold)
     row.update(
         status="degenerate_gt" if out["degenerate"] else "ok",
@@ -160,6 +178,8 @@ def score_triplet(
                                     "cos_edit_source", "quality_edit")},
         bg_gt_source=_r(bg_gt), top_emotion_edit=out["top_emotion_edit"],
     )
+    if spec.bg_register:  # only versions that register carry these (1.x rows keep their layout)
+        row.update(bg_shift=_r(bg_shift), bg_chroma=_r(chroma))
     return row
 
 

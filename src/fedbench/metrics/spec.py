@@ -24,12 +24,19 @@ class FedScoreSpec:
     # Fidelity
     identity_drift_margin: float = 0.05  # cos(G,S) <= c0 + this: G drifts, ID normalises by 1 - c0
     bg_reference_floor: float = 0.5  # relative BG: a G that redraws more than this sets no bar
+    bg_register: bool = False  # register E (and G) to S on the background before SSIM
+    bg_chroma_tolerance: float | None = None  # background chroma distance (CIELAB) forgiven as processing
+    processing_tolerant: bool = False  # ID and PQ forgive what processing alone does (noise model)
     # Relative Expression Gain
-    gain: Literal["raw"] = "raw"  # raw: e = [b, p], unweighted
+    gain: Literal["raw", "whitened"] = "raw"  # raw: e = [b, p]; whitened: noise-model units, see below
+    expression_groups: tuple[str, ...] = ("bs", "p")  # whitened: the noise-model dim groups used
+    zero_weight: tuple[str, ...] = ()  # whitened: dim-name prefixes that carry no expression (gaze)
+    sigma_floor: float = 0.0  # whitened: the smallest noise a dim is credited with
     reg_width: float = 0.5  # log-gain standard deviation of REG
-    degenerate_factor: float = 0.05  # |dG| < this * sqrt(dim e): degenerate_gt
+    degenerate_factor: float = 0.05  # raw: |dG| < this * sqrt(dim e): degenerate_gt
+    degenerate_noise_multiple: float = 0.0  # whitened: |dG_w| < this * sqrt(n dims): within noise
     # FED
-    combine: Literal["geometric"] = "geometric"  # 100 (A F REG)^(1/3)
+    combine: Literal["geometric", "reg_gated"] = "geometric"  # 100 (A F REG)^(1/3) | 100 REG (A F)^(1/2)
     notes: str = field(default="", compare=False)
 
     def relative(self, component: str) -> bool:
@@ -47,7 +54,18 @@ V1_0 = FedScoreSpec("1.0", frozenset(), notes="fedscore.md as first written: A_e
 V1_1 = FedScoreSpec("1.1", frozenset({"a_emo", "a_act", "pq"}), notes="Alignment and PQ relative to G, as ID")
 V1_2 = FedScoreSpec("1.2", frozenset({"a_emo", "a_act", "pq", "bg"}), notes="BG relative to G's own background change")
 
-SPECS: dict[str, FedScoreSpec] = {s.version: s for s in (V1_0, V1_1, V1_2)}
+# 2.0 (docs/fedscore.md): processing alone is not an edit. The gain is measured in noise-model units
+# on the blendshapes and the pixel members' probabilities (gaze and `_neutral` weigh nothing; the
+# blendshape prototype is not counted again); a G whose change is within twice the noise norm is
+# degenerate; BG registers E and G to S and compares colour; ID and PQ forgive what processing does;
+# FED is linear in REG.
+V2_0 = FedScoreSpec(
+    "2.0", frozenset({"a_emo", "a_act", "pq", "bg"}), bg_register=True, bg_chroma_tolerance=10.0,
+    processing_tolerant=True, gain="whitened", expression_groups=("bs", "pm"),
+    zero_weight=("bs:_neutral", "bs:eyeLook"), sigma_floor=0.01, degenerate_noise_multiple=2.0,
+    combine="reg_gated", notes="noise-whitened gain, registered BG, processing-tolerant ID/PQ, REG-gated FED")
+
+SPECS: dict[str, FedScoreSpec] = {s.version: s for s in (V1_0, V1_1, V1_2, V2_0)}
 DEFAULT_VERSION = "1.2"
 SUPPORTED_VERSIONS: tuple[str, ...] = tuple(SPECS)
 

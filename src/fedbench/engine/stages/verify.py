@@ -31,10 +31,10 @@ class Verify(PerceivingStage):
         if g_face is None:
             return {}, "no face in the candidate"
         spec = get_spec(FEDSCORE_VERSION)
-        change = core.expression_change(spec, s_face, g_face, g_face)
+        change = core.expression_change(spec, s_face, g_face, g_face, tuple(s_feats.member_names))
         if change.degenerate:  # FED-Score would mark this triplet degenerate_gt: useless as a reference
             return {}, f"no measurable expression change (|dG| {change.gt_change:.3f})"
-        ref = core.reference(spec, record["target"], record["instruction"], s_face, None)
+        ref = core.reference(spec, record["target"], record["instruction"], s_face, None, s_feats.member_names)
         pair = core.PairMeasures(bg_edit=background_ssim(s_rgb, g_rgb, s_face, g_face))
         c = core.assess(spec, ref, s_face, g_face, None, pair, self.perception.perceiver.identity_threshold)
         checks = {"id": c["id_score"], "a_emo": c["a_emo"], "a_act": c["a_act"], "bg": c["bg"], "pq": c["pq"],
