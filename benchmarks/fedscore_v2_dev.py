@@ -115,6 +115,8 @@ def _rows(manifest: Path, version: str, cache: Path) -> dict[str, dict[str, dict
     res = score(manifest, manifest.parent / "edits", None, allow_outside=True, cache_path=cache, n_bootstrap=0,
                 version=version, progress=True)
     out: dict[str, dict[str, dict]] = {}
+    with open(manifest.parent / f"rows-{version}.jsonl", "w") as fh:  # for inspection
+        fh.writelines(json.dumps(r) + "\n" for r in res.samples)
     for r in res.samples:
         probe, tid = r["id"].split("__", 1)
         out.setdefault(probe, {})[tid] = r

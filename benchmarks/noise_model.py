@@ -82,7 +82,7 @@ def measure(perceiver: Perceiver, images: list[tuple[str, Path, int]], seed: int
                 no_face.append(str(path.name))
                 bar.advance(task, copies)
                 continue
-            base = noise.vector(face.blendshapes, face.emotion, face.members, names)
+            base = noise.face_vector(face, names)
             rng = np.random.default_rng([seed, k])
             for _ in range(copies):
                 chain = processing.random_chain(rng)
@@ -91,7 +91,7 @@ def measure(perceiver: Perceiver, images: list[tuple[str, Path, int]], seed: int
                 if pf is None:
                     lost.append(f"{path.name}: {' + '.join(s.describe() for s in chain)}")
                     continue
-                deltas.append(noise.vector(pf.blendshapes, pf.emotion, pf.members, pnames) - base)
+                deltas.append(noise.face_vector(pf, pnames) - base)
                 cos = float(np.dot(pf.embedding, face.embedding) /
                             (np.linalg.norm(pf.embedding) * np.linalg.norm(face.embedding)))
                 extras.append((cos, float(np.log(max(pf.quality, 1e-9) / max(face.quality, 1e-9)))))
@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--copies-portrait", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REPO / "src/fedbench/metrics/data" / noise.NOISE_FILE)
+    ap.add_argument("--dump-deltas", type=Path, default=None, help="also save every change (npz) for study")
     args = ap.parse_args()
 
     config = PerceptionConfig()
@@ -126,6 +127,16 @@ def main() -> None:
     if len(d) < 20:
         raise SystemExit(f"only {len(d)} processed copies kept a face: too few to measure noise")
     sigma, std = robust_sigma(d), d.std(axis=0)
+    if args.dump_deltas:
+        np.savez_compressed(args.dump_deltas, deltas=d, origin=np.array(m["origin"]),
+                            geo=np.array([c[0] for c in m["chains"]]))
+    # Each whitened FED-Score version: the 99th percentile of a processing-only change's whitened
+    # norm, the line below which a ground truth's change is degenerate (core.noise_norm).
+    from fedbench.metrics.core import whitening_weights
+    from fedbench.metrics.spec import SPECS
+
+    degenerate_norm = {v: round(float(np.percentile(np.linalg.norm(d * whitening_weights(s, std), axis=1), 99)), 4)
+                       for v, s in SPECS.items() if s.gain == "whitened"}
     origin = np.array(m["origin"])
     geo = np.array([c[0] for c in m["chains"]])
     per_dim = {dim: {"sigma": round(float(sigma[i]), 6), "std": round(float(std[i]), 6),
@@ -159,6 +170,7 @@ def main() -> None:
         "no_face_originals": m["no_face"],
         "lost_copies": m["lost"],
         "by_geometric_op": by_op,
+        "degenerate_norm": degenerate_norm,
         "perception": {"signature": config.signature(), "signature_hash": signature_hash(config.signature())},
         "processing": {"jpeg_quality": processing.JPEG_QUALITY, "resize": processing.RESIZE,
                        "crop_shift": processing.CROP_SHIFT, "gamma": processing.GAMMA,

@@ -96,7 +96,7 @@ def score(
     workers: Optional[int] = typer.Option(None, help="processes (default: one per core)"),
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
     runtime: str = typer.Option("openvino", help="SFace runtime: openvino (fast) or reference (OpenCV dnn)"),
-    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
+    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (2.0, 1.2, 1.1 or 1.0)"),
 ) -> None:
     """Score edited images (a folder of <id>.png) against a benchmark with FED-Score."""
     from fedbench.faces.perception import PerceptionConfig
@@ -165,7 +165,7 @@ def eval_(
     allow_outside: bool = typer.Option(False, "--allow-outside", help="let paths leave the manifest's folder"),
     workers: Optional[int] = typer.Option(None, help="scoring processes (default: one per core)"),
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
-    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
+    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (2.0, 1.2, 1.1 or 1.0)"),
 ) -> None:
     """Run an editing model over a benchmark (only what is missing), then score it with FED-Score."""
     from fedbench.editors.config import EditorConfigError, parse_editor_args

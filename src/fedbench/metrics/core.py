@@ -50,32 +50,73 @@ class Reference:
     member_names: tuple[str, ...] = field(default=())  # the emotion members behind FaceFeatures.members
 
 
-@lru_cache(maxsize=8)
-def _whitening(spec: FedScoreSpec) -> np.ndarray:
+def whitening_weights(spec: FedScoreSpec, std: np.ndarray) -> np.ndarray:
     """Per-dim weight of the whitened expression vector (noise.DIMS order): 1 / max(noise std, floor)
-    for the spec's groups, 0 for the rest and for dims that carry no expression (gaze, `_neutral`)."""
-    model = noise.load()
-    sigma = model.scale_of(noise.DIMS, "std")
+    for the spec's groups, 0 for the rest and for dims that carry no expression (gaze, `_neutral`).
+    benchmarks/noise_model.py calls this too, to record how large a change of pure noise gets."""
     w = np.zeros(len(noise.DIMS))
     for i, d in enumerate(noise.DIMS):
         if d.split(":")[0] in spec.expression_groups and not d.startswith(spec.zero_weight):
-            w[i] = 1.0 / max(float(sigma[i]), spec.sigma_floor)
+            w[i] = 1.0 / max(float(std[i]), spec.sigma_floor)
     return w
+
+
+@lru_cache(maxsize=8)
+def _whitening(spec: FedScoreSpec) -> np.ndarray:
+    return whitening_weights(spec, noise.load().scale_of(noise.DIMS, "std"))
+
+
+def _alignment_noise(spec: FedScoreSpec) -> tuple[np.ndarray | None, float]:
+    """(per-blendshape noise std, k) for versions whose Alignment forgives noise; (None, 0) otherwise."""
+    if spec.alignment_noise_k <= 0:
+        return None, 0.0
+    return noise.load().scale_of(noise.BLENDSHAPE_DIMS, "std"), spec.alignment_noise_k
+
+
+def _target_tolerance(spec: FedScoreSpec, target: str) -> float:
+    if spec.alignment_noise_k <= 0:
+        return 0.0
+    return spec.alignment_noise_k * float(noise.load().scale_of((f"p:{target}",), "std")[0])
+
+
+def noise_norm(spec: FedScoreSpec) -> float:
+    """|dG_w| that processing alone stays under in 99 % of the noise model's copies (whitened specs)."""
+    model = noise.load()
+    try:
+        return float(model.meta["degenerate_norm"][spec.version])
+    except KeyError:
+        raise KeyError(f"the noise model has no noise norm for FED-Score {spec.version}; regenerate it: "
+                       f"{model.meta.get('command')}") from None
 
 
 def expression(spec: FedScoreSpec, face: FaceFeatures, member_names: tuple[str, ...]) -> np.ndarray:
     """The expression vector a version measures gain in: raw [b, p] (1.x), or noise-whitened (2.0)."""
     if spec.gain == "raw":
         return expression_vector(face.blendshapes, face.emotion)
-    return noise.vector(face.blendshapes, face.emotion, face.members, member_names) * _whitening(spec)
+    return noise.face_vector(face, member_names) * _whitening(spec)
 
 
 def _degenerate_factor(spec: FedScoreSpec, dim: int) -> float:
     if spec.gain == "raw":
         return spec.degenerate_factor
-    # Whitened, each used dim has unit noise: a change of pure noise has |dG_w| ~ sqrt(n used dims).
-    n_used = int(np.count_nonzero(_whitening(spec)))
-    return spec.degenerate_noise_multiple * math.sqrt(n_used / dim)
+    # Whitened: G's change must exceed what processing alone produces in 99 % of the noise model's
+    # copies (expression_gain compares |dG| with factor * sqrt(dim)).
+    return noise_norm(spec) / math.sqrt(dim)
+
+
+def noisy_reg(spec: FedScoreSpec, gain: Gain) -> float:
+    """REG with the gain's own noise: 1.x is REG(g). Whitened, one unit of noise along G's direction
+    moves g by s = 1 / |dG_w|; a g within `reg_noise_k` s of 0 is no change (REG 0): processing alone
+    must not read as an edit. Near 1 REG stays strictly peaked (a flat top there would tie the
+    ground truth with every near-complete edit; dev evidence in docs/fedscore.md)."""
+    if gain.gain is None:
+        raise ValueError("REG of a degenerate triplet")
+    if spec.gain == "raw" or spec.reg_noise_k <= 0:
+        return reg_score(gain.gain, spec.reg_width)
+    s = spec.reg_noise_k / max(gain.gt_change, 1e-12)  # gt_change is |dG_w| for whitened specs
+    if gain.gain <= s:
+        return 0.0
+    return reg_score(gain.gain, spec.reg_width)
 
 
 def expression_change(spec: FedScoreSpec, s_face: FaceFeatures, e_face: FaceFeatures, g_face: FaceFeatures,
@@ -95,7 +136,9 @@ def reference(spec: FedScoreSpec, target: str, instruction: str, s_face: FaceFea
                          Gain(None, None, 0.0, True), names)
     actions, source = required_actions(instruction, s_face.blendshapes, g_face.blendshapes, spec.gt_action_threshold)
     rel_gt = g_face.blendshapes if spec.relative("a_act") else None
-    scored = [a.name for a, _ in action_steps(s_face.blendshapes, actions, rel_gt, spec.action_step, spec.gt_action_min)]
+    bs_noise, k = _alignment_noise(spec)
+    scored = [a.name for a, _ in action_steps(s_face.blendshapes, actions, rel_gt, spec.action_step, spec.gt_action_min,
+                                              bs_noise, k)]
     return Reference(target, actions, source, scored, expression_change(spec, s_face, g_face, g_face, names), names)
 
 
@@ -136,9 +179,11 @@ def assess(spec: FedScoreSpec, ref: Reference, s_face: FaceFeatures, e_face: Fac
     t = expression_index(ref.target)
     g = g_face
     rel = {c: g is not None and spec.relative(c) for c in ("a_emo", "a_act", "pq", "bg")}
-    a_emo = emotion_alignment(e_face.emotion, ref.target, g.emotion if rel["a_emo"] else None)
+    tol = _target_tolerance(spec, ref.target) if rel["a_emo"] else 0.0
+    a_emo = min(1.0, emotion_alignment(e_face.emotion, ref.target, g.emotion if rel["a_emo"] else None, tol))
+    bs_noise, k = _alignment_noise(spec) if rel["a_act"] else (None, 0.0)
     a_act = action_alignment(s_face.blendshapes, e_face.blendshapes, ref.actions, spec.action_step,
-                             g.blendshapes if rel["a_act"] else None, spec.gt_action_min) if ref.actions else None
+                             g.blendshapes if rel["a_act"] else None, spec.gt_action_min, bs_noise, k) if ref.actions else None
     align = alignment(a_emo, a_act)
     cos_es = cosine(e_face.embedding, s_face.embedding)
     # Without G the identity is normalised by 1 - c0, as for a drifting ground truth.
@@ -151,7 +196,7 @@ def assess(spec: FedScoreSpec, ref: Reference, s_face: FaceFeatures, e_face: Fac
     pq = quality_score(e_face.quality / q_loss, s_face.quality, g.quality if rel["pq"] else None)
     fid = fidelity(id_s, bg, pq)
     gain = expression_change(spec, s_face, e_face, g, ref.member_names) if g is not None else ref.change
-    reg = None if gain.degenerate else reg_score(gain.gain, spec.reg_width)
+    reg = None if gain.degenerate else noisy_reg(spec, gain)
     return {
         "alignment": align, "a_emo": a_emo, "a_act": a_act, "fidelity": fid, "id_score": id_s, "bg": bg,
         "pq": pq, "reg": reg, "fed": combine(spec, align, fid, reg), "gain": gain.gain, "off_axis": gain.off_axis,

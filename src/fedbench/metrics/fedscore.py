@@ -65,12 +65,20 @@ def background_measure(source_rgb: np.ndarray, edit_rgb: np.ndarray, source_face
     registered to S on the background (metrics/registration.py), SSIM is taken over the background
     pixels E covers and the background's colour is compared too; the magnitude is max(shift,
     |scale - 1|) of the accepted registration (0: none needed or refused)."""
-    s_grey = grey_view(source_rgb, BG_LONG_SIDE)
+    if not register:
+        s_grey = grey_view(source_rgb, BG_LONG_SIDE)
+        size = (s_grey.shape[1], s_grey.shape[0])
+        e_grey = grey_view(edit_rgb, size=size)
+        background = ~(face_mask(source_face.landmarks, size) | face_mask(edit_face.landmarks, size))
+        return background_score(ssim_map(s_grey, e_grey), background), None, None
+    # Registered (2.0): compare at the resolution both images have (at most 512 px), so a smaller
+    # copy of an intact picture is not charged for the detail it cannot hold, while a blur at the
+    # same resolution still is.
+    long_side = min(BG_LONG_SIDE, max(source_rgb.shape[:2]), max(edit_rgb.shape[:2]))
+    s_grey = grey_view(source_rgb, long_side)
     size = (s_grey.shape[1], s_grey.shape[0])
     e_grey = grey_view(edit_rgb, size=size)
     background = ~(face_mask(source_face.landmarks, size) | face_mask(edit_face.landmarks, size))
-    if not register:
-        return background_score(ssim_map(s_grey, e_grey), background), None, None
     from fedbench.metrics import registration
 
     reg = registration.register(s_grey, e_grey, background)

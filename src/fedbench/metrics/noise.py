@@ -20,6 +20,8 @@ import numpy as np
 
 from fedbench.faces.blendshapes import BLENDSHAPE_NAMES
 from fedbench.labels import EXPRESSIONS
+from fedbench.metrics.geometry_dims import NAMES as GEOMETRY_NAMES
+from fedbench.metrics.geometry_dims import geometry
 
 NOISE_FILE = "noise_v1.json"
 # Probability groups of the expression vector: the ensemble's probabilities, and the mean of the
@@ -28,7 +30,8 @@ NOISE_FILE = "noise_v1.json"
 BLENDSHAPE_DIMS = tuple(f"bs:{n}" for n in BLENDSHAPE_NAMES)
 ENSEMBLE_DIMS = tuple(f"p:{c}" for c in EXPRESSIONS)
 PIXEL_MEMBER_DIMS = tuple(f"pm:{c}" for c in EXPRESSIONS)
-DIMS = (*BLENDSHAPE_DIMS, *ENSEMBLE_DIMS, *PIXEL_MEMBER_DIMS)
+GEOMETRY_DIMS = tuple(f"geo:{n}" for n in GEOMETRY_NAMES)
+DIMS = (*BLENDSHAPE_DIMS, *ENSEMBLE_DIMS, *PIXEL_MEMBER_DIMS, *GEOMETRY_DIMS)
 NON_PIXEL_MEMBERS = ("blendshape-prototype",)
 
 
@@ -42,10 +45,15 @@ def pixel_member_probs(members: np.ndarray, member_names: list[str] | tuple[str,
 
 
 def vector(blendshapes: np.ndarray, emotion: np.ndarray, members: np.ndarray,
-           member_names: list[str] | tuple[str, ...]) -> np.ndarray:
+           member_names: list[str] | tuple[str, ...], landmarks: np.ndarray) -> np.ndarray:
     """Every dimension the noise model measures, in DIMS order."""
     return np.concatenate([np.asarray(blendshapes, np.float64), np.asarray(emotion, np.float64),
-                           pixel_member_probs(members, member_names)])
+                           pixel_member_probs(members, member_names), geometry(landmarks)])
+
+
+def face_vector(face, member_names: list[str] | tuple[str, ...]) -> np.ndarray:
+    """`vector` of a FaceFeatures."""
+    return vector(face.blendshapes, face.emotion, face.members, member_names, face.landmarks)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ class FedScoreSpec:
     action_step: float = 0.05  # a blendshape move of this size in the required direction counts fully
     gt_action_threshold: float = 0.10  # no named action: blendshapes G moves at least this much are required
     gt_action_min: float = 0.01  # relative A_act: a named action G moves less than this is not scored
+    alignment_noise_k: float = 0.0  # 2.0: noise units of the noise model that Alignment forgives
     # Fidelity
     identity_drift_margin: float = 0.05  # cos(G,S) <= c0 + this: G drifts, ID normalises by 1 - c0
     bg_reference_floor: float = 0.5  # relative BG: a G that redraws more than this sets no bar
@@ -34,7 +35,7 @@ class FedScoreSpec:
     sigma_floor: float = 0.0  # whitened: the smallest noise a dim is credited with
     reg_width: float = 0.5  # log-gain standard deviation of REG
     degenerate_factor: float = 0.05  # raw: |dG| < this * sqrt(dim e): degenerate_gt
-    degenerate_noise_multiple: float = 0.0  # whitened: |dG_w| < this * sqrt(n dims): within noise
+    reg_noise_k: float = 0.0  # whitened: a gain within k noise units of 1 (of 0) counts as 1 (as 0)
     # FED
     combine: Literal["geometric", "reg_gated"] = "geometric"  # 100 (A F REG)^(1/3) | 100 REG (A F)^(1/2)
     notes: str = field(default="", compare=False)
@@ -56,17 +57,18 @@ V1_2 = FedScoreSpec("1.2", frozenset({"a_emo", "a_act", "pq", "bg"}), notes="BG 
 
 # 2.0 (docs/fedscore.md): processing alone is not an edit. The gain is measured in noise-model units
 # on the blendshapes and the pixel members' probabilities (gaze and `_neutral` weigh nothing; the
-# blendshape prototype is not counted again); a G whose change is within twice the noise norm is
-# degenerate; BG registers E and G to S and compares colour; ID and PQ forgive what processing does;
+# blendshape prototype is not counted again; landmark geometry is added); a G whose change is
+# within what processing alone produces (99th percentile) is degenerate; a gain within 2 noise units
+# of 1 or of 0 counts as 1 or 0; BG registers E and G to S and compares colour; ID and PQ forgive what processing does;
 # FED is linear in REG.
 V2_0 = FedScoreSpec(
     "2.0", frozenset({"a_emo", "a_act", "pq", "bg"}), bg_register=True, bg_chroma_tolerance=10.0,
-    processing_tolerant=True, gain="whitened", expression_groups=("bs", "pm"),
-    zero_weight=("bs:_neutral", "bs:eyeLook"), sigma_floor=0.01, degenerate_noise_multiple=2.0,
+    processing_tolerant=True, gain="whitened", expression_groups=("bs", "pm", "geo"),
+    zero_weight=("bs:_neutral", "bs:eyeLook"), sigma_floor=0.005, reg_noise_k=2.0, alignment_noise_k=2.0,
     combine="reg_gated", notes="noise-whitened gain, registered BG, processing-tolerant ID/PQ, REG-gated FED")
 
 SPECS: dict[str, FedScoreSpec] = {s.version: s for s in (V1_0, V1_1, V1_2, V2_0)}
-DEFAULT_VERSION = "1.2"
+DEFAULT_VERSION = "2.0"
 SUPPORTED_VERSIONS: tuple[str, ...] = tuple(SPECS)
 
 
