@@ -26,15 +26,19 @@ PROBES = ("oracle", "lazy", "blend-0.5", "blend-0.75", "blend-2")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fixtures", type=Path, default=Path(__file__).resolve().parents[2] / "shared/fixtures/pixelsmile")
+    default = Path(__file__).resolve().parents[2] / "shared/fixtures/pixelsmile"
+    if not default.is_dir():  # a worktree sits one level deeper than the main checkout
+        default = Path("/work/shared/fixtures/pixelsmile")
+    parser.add_argument("--fixtures", type=Path, default=default)
     parser.add_argument("--full", action="store_true", help="also the whole meta-evaluation (current version)")
+    parser.add_argument("--cache", type=Path, default=None, help="feature cache to reuse (default: a fresh one)")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         for version in SUPPORTED_VERSIONS:
             out = base / f"v{version}"
-            run_meta(MetaOptions(benchmark=args.fixtures / "triplets.jsonl", out=out, cache_path=base / "c.sqlite",
+            run_meta(MetaOptions(benchmark=args.fixtures / "triplets.jsonl", out=out, cache_path=args.cache or base / "c.sqlite",
                                  probes=default_probes(blend_ks=(0.5, 0.75, 2.0), warp_strengths=(),
                                                        processed_seeds=()),
                                  fedscore_version=version, plots=False))
@@ -52,7 +56,7 @@ def main() -> None:
         if args.full:
             meta = run_meta(MetaOptions(benchmark=args.fixtures / "triplets.jsonl",
                                         sequences=args.fixtures / "sequences.json", out=base / "full",
-                                        cache_path=base / "c.sqlite"))
+                                        cache_path=args.cache or base / "c.sqlite"))
             results["full"] = {"checks": meta["checks"], "oracle_first": meta["probes"]["oracle_first"],
                                "mean_fed": {p: s["overall"]["fed"]["mean"] for p, s in meta["probes"]["probes"].items()},
                                "bias": {m: {k: v[k] for k in ("most_often_first", "lazy_or_over_edit_above_oracle")}
