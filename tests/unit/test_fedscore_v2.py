@@ -114,3 +114,36 @@ def test_shipped_noise_model_matches_the_default_perception():
     assert m.signature == signature_hash(PerceptionConfig().signature()), (
         f"perception changed since the noise model was measured: rerun `{m.meta['command']}`")
     assert np.all(m.std >= 0) and math.isfinite(float(m.std.sum()))
+
+
+def test_manifest_actions_are_the_required_actions():
+    s, g = _feats(face("neutral")), _feats(face("happy", smile=0.8))
+    lazy_on_smile = _feats(face("neutral"))
+    base = score_triplet("x", "happy", "Make her happy", s, g, lazy_on_smile, RGB, RGB, 0.363, "1.2", bg_gt=1.0)
+    assert base["action_source"] == "ground_truth"  # the instruction names no action
+    r = score_triplet("x", "happy", "Make her happy", s, g, g, RGB, RGB, 0.363, "1.2", bg_gt=1.0,
+                      actions=["mouth_smile"])
+    assert r["action_source"] == "manifest" and r["actions"] == ["mouth_smile"] and r["a_act"] == 1.0
+    phrase = score_triplet("x", "happy", "Make her happy", s, g, g, RGB, RGB, 0.363, "1.2", bg_gt=1.0,
+                           actions=["smile"])
+    assert phrase["actions"] == ["mouth_smile"]
+    with pytest.raises(ValueError, match="no known facial action"):
+        score_triplet("x", "happy", "Make her happy", s, g, g, RGB, RGB, 0.363, "1.2", actions=["wiggle the ears"])
+
+
+def test_scoring_refuses_unknown_manifest_actions_before_any_work(tmp_path):
+    from PIL import Image
+
+    from fedbench.data.manifest import ManifestError
+    from fedbench.scoring.runner import score
+
+    for name in ("s.png", "g.png"):
+        Image.new("RGB", (64, 64)).save(tmp_path / name)
+    rows = [{"id": "a", "source": "s.png", "ground_truth": "g.png", "target": "happy", "instruction": "smile",
+             "actions": ["mouth_smile"]},
+            {"id": "b", "source": "s.png", "ground_truth": "g.png", "target": "happy", "instruction": "smile",
+             "actions": ["wiggle the ears"]}]
+    (tmp_path / "m.jsonl").write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    (tmp_path / "edits").mkdir()
+    with pytest.raises(ManifestError, match=r"row 2 \(id 'b'\).*wiggle the ears"):
+        score(tmp_path / "m.jsonl", tmp_path / "edits", None, cache_path=tmp_path / "c.sqlite")

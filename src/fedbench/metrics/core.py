@@ -21,7 +21,7 @@ from fedbench.faces.perception import FaceFeatures
 from fedbench.labels import EXPRESSIONS, expression_index
 from fedbench.metrics.alignment import action_alignment, action_steps, alignment, emotion_alignment, required_actions
 from fedbench.metrics.fidelity import cosine, fidelity, identity_score, quality_score, relative_background
-from fedbench.metrics.lexicon import Action, parse_actions
+from fedbench.metrics.lexicon import Action, named_actions, parse_actions
 from fedbench.metrics.reg import Gain, expression_gain, expression_vector, reg_score
 from fedbench.metrics import noise
 from fedbench.metrics.spec import FedScoreSpec
@@ -128,8 +128,21 @@ def expression_change(spec: FedScoreSpec, s_face: FaceFeatures, e_face: FaceFeat
 
 
 def reference(spec: FedScoreSpec, target: str, instruction: str, s_face: FaceFeatures,
-              g_face: FaceFeatures | None, member_names: tuple[str, ...] | list[str] = ()) -> Reference:
+              g_face: FaceFeatures | None, member_names: tuple[str, ...] | list[str] = (),
+              manifest_actions: list[str] | None = None) -> Reference:
+    """`manifest_actions` (the manifest's optional `actions` field) are the required actions when
+    given; otherwise those the instruction names, else those G performs."""
     names = tuple(member_names)
+    if manifest_actions:
+        actions = named_actions(manifest_actions)
+        if g_face is None:
+            return Reference(target, actions, "manifest", [a.name for a in actions], Gain(None, None, 0.0, True), names)
+        rel_gt = g_face.blendshapes if spec.relative("a_act") else None
+        bs_noise, k = _alignment_noise(spec)
+        scored = [a.name for a, _ in action_steps(s_face.blendshapes, actions, rel_gt, spec.action_step,
+                                                  spec.gt_action_min, bs_noise, k)]
+        return Reference(target, actions, "manifest", scored, expression_change(spec, s_face, g_face, g_face, names),
+                         names)
     if g_face is None:  # reference-free (verify): only what the instruction names
         actions, source = parse_actions(instruction), "instruction"
         return Reference(target, actions, source, [a.name for a in actions],

@@ -125,12 +125,14 @@ def score_triplet(
     generation: tuple[str, str | None] | None = None,
     bg_gt: float | None = None,
     bg_chroma_gt: float | None = None,
+    actions: list[str] | None = None,
 ) -> dict[str, Any]:
     """One row of samples.jsonl: every component, the status, and the raw numbers behind them.
 
     `generation` is (status, reason) when an editor run produced no image for this sample
     ("refused" or "generation_failed"); the edit is then not looked at. `bg_gt` is BG(S, G), which
-    versions with a relative BG (`spec.uses_gt_background`) divide the edit's BG by.
+    versions with a relative BG (`spec.uses_gt_background`) divide the edit's BG by. `actions` is the
+    manifest's optional field: when given, the required actions (else the instruction's, else G's).
     """
     spec = get_spec(version)
     row = _empty_row(sample_id, target)
@@ -146,7 +148,7 @@ def score_triplet(
     t = expression_index(target)
     s_face = source.features.faces[0]  # the largest face is the subject
     g_face = ground_truth.features.primary(s_face.box)
-    ref = core.reference(spec, target, instruction, s_face, g_face, source.features.member_names)
+    ref = core.reference(spec, target, instruction, s_face, g_face, source.features.member_names, actions)
     row.update(p_target_source=_r(s_face.emotion[t]), p_target_gt=_r(g_face.emotion[t]),
                cos_gt_source=_r(cosine(g_face.embedding, s_face.embedding)), quality_source=_r(s_face.quality),
                quality_gt=_r(g_face.quality), action_source=ref.action_source, actions=ref.scored_actions,
