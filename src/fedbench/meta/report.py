@@ -57,6 +57,13 @@ def render_markdown(meta: dict[str, Any]) -> str:
         k = p.get(f"k1_above_k05_and_k2_{dim}")
         if k:
             L.append(f"- {dim.upper()}(k = 1) above both k = 0.5 and k = 2: {k['count']} of {k['of']} ({_pct(k['share'])}).")
+    proc = p.get("processed")
+    if proc:
+        pf = proc["oracle_first"]
+        L.append(f"- Processed (S or G after a seeded random processing): processed lazy highest FED "
+                 f"{_f(proc['lazy_max_fed'], 2)} (of {proc['lazy_n']}); processed oracle lowest FED "
+                 f"{_f(proc['oracle_min_fed'], 2)}, strictly first on {pf['count']} of {pf['of']} "
+                 f"(smallest margin {_f(pf['smallest_margin_fed'], 2)} FED at {pf['at']}).")
     if p["skipped"]:
         L.append(f"- Probes not made: {len(p['skipped'])} (first: {p['skipped'][0]['probe']} / {p['skipped'][0]['id']}: "
                  f"{p['skipped'][0]['reason']}).")
