@@ -130,12 +130,13 @@ def main() -> None:
     if args.dump_deltas:
         np.savez_compressed(args.dump_deltas, deltas=d, origin=np.array(m["origin"]),
                             geo=np.array([c[0] for c in m["chains"]]))
-    # Each whitened FED-Score version: the 99th percentile of a processing-only change's whitened
-    # norm, the line below which a ground truth's change is degenerate (core.noise_norm).
+    # Each whitened FED-Score version: percentiles of a processing-only change's whitened norm; the
+    # version's own percentile is the line below which a ground truth's change is degenerate.
     from fedbench.metrics.core import whitening_weights
     from fedbench.metrics.spec import SPECS
 
-    degenerate_norm = {v: round(float(np.percentile(np.linalg.norm(d * whitening_weights(s, std), axis=1), 99)), 4)
+    degenerate_norm = {v: {str(q): round(float(np.percentile(np.linalg.norm(d * whitening_weights(s, std), axis=1), q)), 4)
+                           for q in (90, 95, 97.5, 99)}
                        for v, s in SPECS.items() if s.gain == "whitened"}
     origin = np.array(m["origin"])
     geo = np.array([c[0] for c in m["chains"]])

@@ -80,10 +80,10 @@ def _target_tolerance(spec: FedScoreSpec, target: str) -> float:
 
 
 def noise_norm(spec: FedScoreSpec) -> float:
-    """|dG_w| that processing alone stays under in 99 % of the noise model's copies (whitened specs)."""
+    """|dG_w| that processing alone stays under in the spec's share of the noise model's copies."""
     model = noise.load()
     try:
-        return float(model.meta["degenerate_norm"][spec.version])
+        return float(model.meta["degenerate_norm"][spec.version][f"{spec.degenerate_percentile:g}"])
     except KeyError:
         raise KeyError(f"the noise model has no noise norm for FED-Score {spec.version}; regenerate it: "
                        f"{model.meta.get('command')}") from None
@@ -99,7 +99,7 @@ def expression(spec: FedScoreSpec, face: FaceFeatures, member_names: tuple[str, 
 def _degenerate_factor(spec: FedScoreSpec, dim: int) -> float:
     if spec.gain == "raw":
         return spec.degenerate_factor
-    # Whitened: G's change must exceed what processing alone produces in 99 % of the noise model's
+    # Whitened: G's change must exceed what processing alone produces in 95 % of the noise model's
     # copies (expression_gain compares |dG| with factor * sqrt(dim)).
     return noise_norm(spec) / math.sqrt(dim)
 

@@ -35,6 +35,7 @@ class FedScoreSpec:
     sigma_floor: float = 0.0  # whitened: the smallest noise a dim is credited with
     reg_width: float = 0.5  # log-gain standard deviation of REG
     degenerate_factor: float = 0.05  # raw: |dG| < this * sqrt(dim e): degenerate_gt
+    degenerate_percentile: float = 95.0  # whitened: G's change must exceed this percentile of pure noise
     reg_noise_k: float = 0.0  # whitened: a gain within k noise units of 1 (of 0) counts as 1 (as 0)
     # FED
     combine: Literal["geometric", "reg_gated"] = "geometric"  # 100 (A F REG)^(1/3) | 100 REG (A F)^(1/2)
@@ -58,7 +59,7 @@ V1_2 = FedScoreSpec("1.2", frozenset({"a_emo", "a_act", "pq", "bg"}), notes="BG 
 # 2.0 (docs/fedscore.md): processing alone is not an edit. The gain is measured in noise-model units
 # on the blendshapes and the pixel members' probabilities (gaze and `_neutral` weigh nothing; the
 # blendshape prototype is not counted again; landmark geometry is added); a G whose change is
-# within what processing alone produces (99th percentile) is degenerate; a gain within 2 noise units
+# within what processing alone produces to 95 % of faces is degenerate; a gain within 2 noise units
 # of 1 or of 0 counts as 1 or 0; BG registers E and G to S and compares colour; ID and PQ forgive what processing does;
 # FED is linear in REG.
 V2_0 = FedScoreSpec(
