@@ -134,20 +134,14 @@ def reference(spec: FedScoreSpec, target: str, instruction: str, s_face: FaceFea
     given; otherwise those the instruction names, else those G performs."""
     names = tuple(member_names)
     if manifest_actions:
-        actions = named_actions(manifest_actions)
-        if g_face is None:
-            return Reference(target, actions, "manifest", [a.name for a in actions], Gain(None, None, 0.0, True), names)
-        rel_gt = g_face.blendshapes if spec.relative("a_act") else None
-        bs_noise, k = _alignment_noise(spec)
-        scored = [a.name for a, _ in action_steps(s_face.blendshapes, actions, rel_gt, spec.action_step,
-                                                  spec.gt_action_min, bs_noise, k)]
-        return Reference(target, actions, "manifest", scored, expression_change(spec, s_face, g_face, g_face, names),
-                         names)
-    if g_face is None:  # reference-free (verify): only what the instruction names
+        actions, source = named_actions(manifest_actions), "manifest"
+    elif g_face is None:  # reference-free (verify): only what the instruction names
         actions, source = parse_actions(instruction), "instruction"
-        return Reference(target, actions, source, [a.name for a in actions],
-                         Gain(None, None, 0.0, True), names)
-    actions, source = required_actions(instruction, s_face.blendshapes, g_face.blendshapes, spec.gt_action_threshold)
+    else:
+        actions, source = required_actions(instruction, s_face.blendshapes, g_face.blendshapes,
+                                           spec.gt_action_threshold)
+    if g_face is None:
+        return Reference(target, actions, source, [a.name for a in actions], Gain(None, None, 0.0, True), names)
     rel_gt = g_face.blendshapes if spec.relative("a_act") else None
     bs_noise, k = _alignment_noise(spec)
     scored = [a.name for a, _ in action_steps(s_face.blendshapes, actions, rel_gt, spec.action_step, spec.gt_action_min,
