@@ -20,7 +20,7 @@ MAX_SHIFT = 0.05  # share of the long side; the processing contract goes to 4 % 
 MAX_SCALE = 0.05  # |scale - 1|
 ECC_ITERATIONS = 60
 ECC_EPS = 1e-5
-ECC_LONG_SIDE = 256  # fit at this size (fast, and robust to JPEG noise); apply at full size
+ECC_LONG_SIDE = 160  # fit at this size (fast, and robust to JPEG noise); apply at full size
 
 
 @dataclass(frozen=True)

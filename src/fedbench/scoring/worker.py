@@ -130,6 +130,7 @@ def _load_reference(key: str | None, problem: str | None) -> ImageOutcome:
 
 
 BG_MEASURE_VERSION = 1  # bump when background_ssim changes: cached pair values are then recomputed
+BG_REGISTERED_VERSION = 2  # the same for the registered measure (2.0); 2: ECC fitted at 160 px
 
 
 def _ground_truth_background(task: dict[str, Any], source: ImageOutcome, gt: ImageOutcome,
@@ -140,7 +141,7 @@ def _ground_truth_background(task: dict[str, Any], source: ImageOutcome, gt: Ima
     measuring (registered or not), kept in the feature cache beside the image features."""
     st = _state()
     if register:
-        key = f"bg-pair-reg:v{BG_MEASURE_VERSION}:{task['source_key']}:{task['gt_key']}"
+        key = f"bg-pair-reg:v{BG_REGISTERED_VERSION}:{task['source_key']}:{task['gt_key']}"
     else:
         key = f"bg-pair:v{BG_MEASURE_VERSION}:{task['source_key']}:{task['gt_key']}"
     cached = st.cache.get_raw(key)
