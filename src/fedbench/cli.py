@@ -105,7 +105,8 @@ def models_verify() -> None:
 def print_summary(summary: dict, title: str) -> None:
     table = Table(title=title)
     table.add_column("class")
-    dims = ("fed", "alignment", "fidelity", "reg")
+    from fedbench.metrics.components import HEADLINE as dims
+
     for d in ("n", *dims):
         table.add_column(d, justify="right")
     for c, v in summary["per_class"].items():
@@ -137,7 +138,7 @@ def score(
     workers: Optional[int] = typer.Option(None, help="processes (default: one per core)"),
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
     runtime: str = typer.Option("openvino", help="SFace runtime: openvino (fast) or reference (OpenCV dnn)"),
-    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
+    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (2.0, 1.2, 1.1 or 1.0)"),
     wait: bool = typer.Option(False, "--wait", help="when another process uses --out, wait for it instead of stopping"),
 ) -> None:
     """Score edited images (a folder of <id>.png) against a benchmark with FED-Score."""
@@ -209,7 +210,7 @@ def eval_(
     allow_outside: bool = typer.Option(False, "--allow-outside", help="let paths leave the manifest's folder"),
     workers: Optional[int] = typer.Option(None, help="scoring processes (default: one per core)"),
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
-    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (1.2, 1.1 or 1.0)"),
+    fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (2.0, 1.2, 1.1 or 1.0)"),
     wait: bool = typer.Option(False, "--wait", help="when another process uses --out, wait for it instead of stopping"),
     shard: Optional[str] = typer.Option(None, "--shard", help="run part K of N (K from 1) of the benchmark, e.g. 2/8"),
     merge: Optional[list[Path]] = typer.Option(None, "--merge", help="a shard's run folder to merge into --out "

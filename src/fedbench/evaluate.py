@@ -6,8 +6,10 @@
       generations.jsonl  one row per sample: key, status, seed, parameters, seconds, libraries
       samples.jsonl, summary.json, run.json   the core scorer's output
 
-Only what is missing is generated: a sample is reused when its row's key (editor name + config
-hash + seed + id) matches and its image is intact (sha256). Killed at any point and restarted with
+Only what is missing is generated: a sample is reused when its row's key (generation_key: the
+editor's config hash, the seed, the sample id and `request_digest`, the request's content: the
+source's sha256, instruction, target, source expression, and the ground truth's sha256 for editors
+that read it) matches and its image is intact (sha256). Killed at any point and restarted with
 `resume=True`, a run loses nothing and duplicates nothing. Editors never score; the core scorer does.
 """
 

@@ -19,6 +19,7 @@ from fedbench.data.manifest import read_manifest
 from fedbench.labels import normalise_expression
 from fedbench.meta import MetaOptions, read_probe_rows, run_meta
 from fedbench.meta.probes import probe_id
+from fedbench.metrics.fedscore import FEDSCORE_VERSION
 
 pytestmark = pytest.mark.integration
 
@@ -93,13 +94,21 @@ def test_oracle_ranks_first_against_every_probe(meta_run, probe_rows):
 
 
 def test_every_component_is_measured_against_the_ground_truth(meta_run, probe_rows):
-    """FED-Score 1.2 measures ID, BG, PQ, A_emo and the action steps against what G itself did, so the
+    """FED-Score 1.2 and 2.0 measure ID, BG, PQ, A_emo and the action steps against what G itself did, so the
     ground truth scores 100 wherever the triplet is defined (1.1 measured BG absolutely: a
     three-quarter blend whose background stayed closer to S could edge past the oracle)."""
     meta, _ = meta_run
     oracle = [r for r in probe_rows["oracle"].values() if r["status"] == "ok"]
     assert oracle and all(r["fed"] == pytest.approx(100.0, abs=1e-3) for r in oracle)
-    assert meta["fedscore_version"] == "1.2"
+    assert meta["fedscore_version"] == FEDSCORE_VERSION
+
+
+def test_processed_probes_score_as_lazy_and_as_the_ground_truth(meta_run):
+    """2.0: S or G after a seeded random processing (no expression change) is still lazy / still G."""
+    meta, _ = meta_run
+    proc = meta["probes"]["processed"]
+    assert proc["lazy_n"] > 0 and proc["oracle_n"] > 0
+    assert meta["checks"]["processed_lazy_at_most_5"]["passed"], proc
 
 
 def test_fed_prefers_the_ground_truth_change_to_half_and_double(meta_run):

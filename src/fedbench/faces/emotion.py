@@ -105,8 +105,10 @@ PROTOTYPES: dict[str, tuple[str, ...]] = {
 class BlendshapePrototype:
     """Cosine match of the action-unit activation pattern against EMFACS prototypes.
 
-    Activations are divided by one saturation level and clipped to 1 (a full smile reaches 0.9 while most
-    other action units stay far below), so the pattern, not the raw size, picks the class.
+    Activations are divided by one saturation level for every AU (0.5) and clipped to 1, so strong
+    actions saturate and the pattern, not the raw size, picks the class. (One scalar: blendshapes do
+    differ in range, a full smile reaching 0.9 and a nose wrinkle rarely 0.3, which a per-AU level
+    would address.)
     Intensity (the norm of the scaled pattern) moves mass from neutral to the matched class.
     """
 

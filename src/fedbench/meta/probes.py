@@ -1,14 +1,18 @@
 """Probe edits for the meta-evaluation: images whose right score is known in advance.
 
 lazy (E = S) must score FED 0; the oracle (E = G) must rank first; pixel blends S + k(G - S) under-
-(k < 1) and over-edit (k > 1); `warp` (a real, training-free editor) at several strengths. Probes
-only make images: the core scorer (`fedbench.scoring.runner.score`) scores them like any model.
+(k < 1) and over-edit (k > 1); `warp` (a real, training-free editor) at several strengths; and the
+processed lazy and oracle: S or G after a seeded random processing (resize / crop / shift, gamma or
+colour, a JPEG re-encode: metrics/processing.py), which changes no expression, so they must still
+score as lazy and as the ground truth. Probes only make images: the core scorer
+(`fedbench.scoring.runner.score`) scores them like any model.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,11 +29,12 @@ from fedbench.faces.service import PerceptionService
 from fedbench.metrics.single import pixel_l1_similarity, ssim_similarity
 from fedbench.scoring.edits import EDIT_EXTENSIONS
 
-ProbeKind = Literal["lazy", "oracle", "under", "copy", "over", "warp"]
+ProbeKind = Literal["lazy", "oracle", "under", "copy", "over", "warp", "processed-lazy", "processed-oracle"]
 PerceptionSpec = tuple[PerceptionConfig | None, Path | None] | None  # (config, feature cache file)
 
 BLEND_KS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 WARP_STRENGTHS: tuple[float, ...] = (0.5, 1.0, 2.0)
+PROCESSED_SEEDS: tuple[int, ...] = (0,)  # one processed copy of S and of G per triplet and seed
 DECODE_MAX_SIDE = 4096  # probes are made at the images' own size (up to this)
 SEP = "__"  # probe name SEP triplet id: the scored id of a probe edit
 
@@ -48,13 +53,20 @@ class Probe:
             return "E = G (the ground truth)"
         if self.kind == "warp":
             return f"warp editor at strength {self.param:g} (1 = its reference)"
+        if self.kind in ("processed-lazy", "processed-oracle"):
+            return (f"{'S' if self.kind == 'processed-lazy' else 'G'} after a random processing "
+                    f"(seed {self.param:g}): no expression change")
         what = {"under": "under-edit", "copy": "the ground truth in pixels", "over": "over-edit"}[self.kind]
         return f"S + {self.param:g} (G - S), {what}"
 
 
-def default_probes(blend_ks: tuple[float, ...] = BLEND_KS, warp_strengths: tuple[float, ...] = WARP_STRENGTHS
-                   ) -> list[Probe]:
+def default_probes(blend_ks: tuple[float, ...] = BLEND_KS, warp_strengths: tuple[float, ...] = WARP_STRENGTHS,
+                   processed_seeds: tuple[int, ...] = PROCESSED_SEEDS) -> list[Probe]:
     probes = [Probe("lazy", "lazy"), Probe("oracle", "oracle")]
+    for seed in processed_seeds:
+        suffix = "" if len(processed_seeds) == 1 else f"-{seed}"
+        probes += [Probe(f"processed-lazy{suffix}", "processed-lazy", float(seed)),
+                   Probe(f"processed-oracle{suffix}", "processed-oracle", float(seed))]
     for k in blend_ks:
         kind: ProbeKind = "under" if k < 1 else ("copy" if k == 1 else "over")
         probes.append(Probe(f"blend-{k:g}", kind, float(k)))
@@ -97,6 +109,14 @@ def _copy(src: Path, dest_stem: Path) -> Path:
     return dest
 
 
+def processed(rgb: np.ndarray, triplet_id: str, seed: int, role: str) -> np.ndarray:
+    """A seeded random processing of S or G: the same triplet, role and seed always give the same image."""
+    from fedbench.metrics import processing
+
+    rng = np.random.default_rng([seed, zlib.crc32(f"{role}:{triplet_id}".encode())])
+    return processing.process(rgb, processing.random_chain(rng))
+
+
 def _named(stem: Path, suffix: str) -> Path:
     """stem + suffix; not Path.with_suffix, which would cut an id such as 'blend-0.5__x' at its dot."""
     return stem.parent / (stem.name + suffix)
@@ -137,6 +157,15 @@ def _make_group(triplets: list[Triplet], out: Path, probes: list[Probe], percept
                         path, e = _copy(t.source, stem), rgb_of(t.source)
                     elif p.kind == "oracle":
                         path, e = _copy(t.ground_truth, stem), g
+                    elif p.kind in ("processed-lazy", "processed-oracle"):
+                        role = "source" if p.kind == "processed-lazy" else "ground_truth"
+                        base = rgb_of(t.source) if role == "source" else g
+                        path, e = _named(stem, ".png"), processed(base, t.id, int(p.param or 0), role)
+                        _save_png(e, path)
+                        if e.shape != g.shape:  # a resized copy: the pixel metrics compare at G's size
+                            import cv2
+
+                            e = cv2.resize(e, (g.shape[1], g.shape[0]), interpolation=cv2.INTER_LINEAR)
                     elif p.kind == "warp":
                         s = rgb_of(t.source)
                         pts = landmarks_of(t.source, s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedbench.labels import EXPRESSIONS
+from fedbench.metrics.components import HEADLINE, LABELS
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -44,8 +45,8 @@ def render_markdown(meta: dict[str, Any]) -> str:
     L += ["## Probes", "",
           f"{p['triplets_scored']} triplets with a measurable change; degenerate ground truth: "
           f"{', '.join(p['degenerate_gt']) or 'none'}. Macro means over target classes, bootstrap 95 % intervals.", ""]
-    L += _table(["probe", "what", "FED", "Alignment", "Fidelity", "REG", "mean gain"], [
-        [name, s["what"], *(_dim(s.get("overall", {}).get(d)) for d in ("fed", "alignment", "fidelity", "reg")),
+    L += _table(["probe", "what", *(LABELS[d] for d in HEADLINE), "mean gain"], [
+        [name, s["what"], *(_dim(s.get("overall", {}).get(d)) for d in HEADLINE),
          _f(s.get("gain", {}).get("mean"))] for name, s in p["probes"].items()])
     of = p["oracle_first"]
     L += ["", f"- Oracle first (strictly highest FED of {', '.join(of['against'])}): **{of['count']} of "
@@ -56,6 +57,13 @@ def render_markdown(meta: dict[str, Any]) -> str:
         k = p.get(f"k1_above_k05_and_k2_{dim}")
         if k:
             L.append(f"- {dim.upper()}(k = 1) above both k = 0.5 and k = 2: {k['count']} of {k['of']} ({_pct(k['share'])}).")
+    proc = p.get("processed")
+    if proc:
+        pf = proc["oracle_first"]
+        L.append(f"- Processed (S or G after a seeded random processing): processed lazy highest FED "
+                 f"{_f(proc['lazy_max_fed'], 2)} (of {proc['lazy_n']}); processed oracle lowest FED "
+                 f"{_f(proc['oracle_min_fed'], 2)}, strictly first on {pf['count']} of {pf['of']} "
+                 f"(smallest margin {_f(pf['smallest_margin_fed'], 2)} FED at {pf['at']}).")
     if p["skipped"]:
         L.append(f"- Probes not made: {len(p['skipped'])} (first: {p['skipped'][0]['probe']} / {p['skipped'][0]['id']}: "
                  f"{p['skipped'][0]['reason']}).")

@@ -25,6 +25,7 @@ from fedbench.meta.probes import SEP, Probe, default_probes, make_probes, place,
 from fedbench.meta.sequences import (
     LATE_MEDIAN_RANGE, RISE_MIN, Sequence, SequenceFile, analyse, plot_sequence, read_sequences, sequence_rows,
 )
+from fedbench.metrics.components import HEADLINE
 from fedbench.metrics.fedscore import FEDSCORE_VERSION, FEDScore
 from fedbench.paths import features_db
 from fedbench.scoring.runner import default_workers, score
@@ -32,6 +33,10 @@ from fedbench.scoring.runner import default_workers, score
 ORACLE_FIRST_MIN = 0.95
 K1_BEST_MIN = 0.90
 LAZY_GAIN_MAX = 0.05
+# FED-Score 2.0's contract for processing alone (issue 12): a processed S is still lazy, a processed G
+# is still the ground truth.
+PROCESSED_LAZY_MAX = 5.0
+PROCESSED_ORACLE_MIN = 90.0
 
 
 @dataclass
@@ -66,12 +71,13 @@ def _probe_section(probes: list[Probe], rows: dict[str, dict[str, dict]], n_boot
         s = FEDScore(n_bootstrap=n_bootstrap, rows=prow).compute() if prow else None
         summaries[p.name] = {
             "kind": p.kind, "param": p.param, "what": p.describe, "triplets": len(prow),
-            **({"overall": {d: s["overall"][d] for d in ("fed", "alignment", "fidelity", "reg")},
+            **({"overall": {d: s["overall"][d] for d in HEADLINE},
                 "gain": s["gain"], "status_counts": s["status_counts"]} if s else {}),
         }
     oracle = rows["oracle"]
     scored = [i for i, r in oracle.items() if r["status"] == "ok"]
-    rivals = [p.name for p in probes if p.kind not in ("oracle", "copy")]
+    # The ground truth in other pixels (blend-1, a processed G) is no rival of the oracle.
+    rivals = [p.name for p in probes if p.kind not in ("oracle", "copy", "processed-oracle")]
     first, margins = 0, []
     for i in scored:
         others = [rows[p][i]["fed"] for p in rivals if i in rows[p] and rows[p][i]["fed"] is not None]
@@ -88,6 +94,7 @@ def _probe_section(probes: list[Probe], rows: dict[str, dict[str, dict]], n_boot
     lazy = [rows["lazy"][i] for i in scored if i in rows.get("lazy", {})]
     section["lazy"] = {"max_fed": max((r["fed"] for r in lazy), default=None),
                        "max_abs_gain": max((abs(r["gain"]) for r in lazy), default=None)}
+    section["processed"] = _processed_section(probes, rows, scored, rivals)
     ks = {p.param: p.name for p in probes if p.kind in ("under", "copy", "over")}
     if {0.5, 1.0, 2.0} <= set(ks):
         for dim in ("fed", "reg"):
@@ -96,6 +103,33 @@ def _probe_section(probes: list[Probe], rows: dict[str, dict[str, dict]], n_boot
             section[f"k1_above_k05_and_k2_{dim}"] = {"count": wins, "of": len(ids),
                                                      "share": round(wins / len(ids), 4) if ids else None}
     return section
+
+
+def _processed_section(probes: list[Probe], rows: dict[str, dict[str, dict]], scored: list[str],
+                       rivals: list[str]) -> dict[str, Any] | None:
+    """Processed lazy and oracle: their worst FED, and how often each processed oracle ranks first
+    against every rival probe (the processed lazies included)."""
+    lazies = [p.name for p in probes if p.kind == "processed-lazy"]
+    oracles = [p.name for p in probes if p.kind == "processed-oracle"]
+    if not lazies or not oracles:
+        return None
+    lazy_feds = [rows[p][i]["fed"] for p in lazies for i in scored if i in rows[p] and rows[p][i]["fed"] is not None]
+    oracle_feds = [rows[p][i]["fed"] for p in oracles for i in scored if i in rows[p] and rows[p][i]["fed"] is not None]
+    first = total = 0
+    worst: tuple[float, str] | None = None
+    for p in oracles:
+        for i in scored:
+            if i not in rows[p] or rows[p][i]["fed"] is None:
+                continue
+            others = [rows[q][i]["fed"] for q in rivals if i in rows[q] and rows[q][i]["fed"] is not None]
+            margin = rows[p][i]["fed"] - (max(others) if others else -1.0)
+            total += 1
+            first += margin > 0
+            worst = (margin, f"{p}/{i}") if worst is None or margin < worst[0] else worst
+    return {"lazy_max_fed": max(lazy_feds, default=None), "lazy_n": len(lazy_feds),
+            "oracle_min_fed": min(oracle_feds, default=None), "oracle_n": len(oracle_feds),
+            "oracle_first": {"count": first, "of": total, "smallest_margin_fed": None if worst is None else
+                             round(worst[0], 4), "at": None if worst is None else worst[1]}}
 
 
 def _checks(probe_sec: dict[str, Any], bias_sec: dict[str, Any], seq_sec: list[dict[str, Any]]) -> dict[str, Any]:
@@ -107,6 +141,17 @@ def _checks(probe_sec: dict[str, Any], bias_sec: dict[str, Any], seq_sec: list[d
         "oracle_first": {"value": probe_sec["oracle_first"]["share"], "threshold": ORACLE_FIRST_MIN,
                          "passed": (probe_sec["oracle_first"]["share"] or 0) >= ORACLE_FIRST_MIN},
     }
+    proc = probe_sec.get("processed")
+    if proc:
+        checks["processed_lazy_at_most_5"] = {"value": proc["lazy_max_fed"], "threshold": PROCESSED_LAZY_MAX,
+                                              "n": proc["lazy_n"],
+                                              "passed": proc["lazy_max_fed"] is not None
+                                              and proc["lazy_max_fed"] <= PROCESSED_LAZY_MAX}
+        of = proc["oracle_first"]
+        checks["processed_oracle_at_least_90_and_first"] = {
+            "value": proc["oracle_min_fed"], "threshold": PROCESSED_ORACLE_MIN, "first": of["count"], "of": of["of"],
+            "passed": proc["oracle_min_fed"] is not None and proc["oracle_min_fed"] >= PROCESSED_ORACLE_MIN
+            and of["count"] == of["of"] > 0}
     k1 = probe_sec.get("k1_above_k05_and_k2_fed")
     if k1:
         checks["fed_k1_above_k05_and_k2"] = {"value": k1["share"], "threshold": K1_BEST_MIN,

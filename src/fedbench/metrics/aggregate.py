@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from fedbench.labels import EXPRESSIONS
+from fedbench.metrics.components import HEADLINE, REGISTRY
 
-DIMENSIONS = ("fed", "alignment", "fidelity", "reg", "a_emo", "a_act", "id_score", "bg", "pq")
+DIMENSIONS = tuple(c.name for c in REGISTRY if c.aggregation == "macro_mean")
 
 
 def _class_values(rows: list[dict[str, Any]], key: str) -> dict[str, np.ndarray]:
@@ -55,7 +56,7 @@ def summarise(rows: list[dict[str, Any]], n_bootstrap: int = 1000, seed: int = 0
         per_class[row["target"]]["n"] += 1
     for i, dim in enumerate(DIMENSIONS):
         values = _class_values(scored, dim)
-        ci = bootstrap_interval(values, n_bootstrap, seed + i) if dim in ("fed", "alignment", "fidelity", "reg") else None
+        ci = bootstrap_interval(values, n_bootstrap, seed + i) if dim in HEADLINE else None
         overall[dim] = {
             "mean": _round(macro_mean(values)),
             "ci95": None if ci is None else [_round(ci[0]), _round(ci[1])],

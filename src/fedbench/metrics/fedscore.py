@@ -1,7 +1,8 @@
-"""FED-Score v1 for one triplet: components from perception features, and their combination.
+"""FED-Score for one triplet: the statuses around the metric core (metrics/core.py).
 
-`score_triplet` is the functional form used by the runner; `FEDScore` accumulates rows and computes
-the summary, torchmetrics-style.
+`score_triplet` decides what can be scored (dataset errors, failed edits, degenerate ground truths)
+and lays out the result row; the components come from `core.assess` under the version's spec.
+`FEDScore` accumulates rows and computes the summary, torchmetrics-style.
 """
 
 from __future__ import annotations
@@ -14,24 +15,14 @@ import numpy as np
 from fedbench.data.images import grey_view
 from fedbench.faces.masks import face_mask
 from fedbench.faces.perception import FaceFeatures, ImageFeatures
-from fedbench.labels import EXPRESSIONS, expression_index
-from fedbench.metrics.alignment import action_alignment, action_steps, alignment, emotion_alignment, required_actions
-from fedbench.metrics.fidelity import (
-    background_score, cosine, fidelity, identity_score, quality_score, relative_background,
-)
-from fedbench.metrics.reg import expression_gain, expression_vector, reg_score
+from fedbench.labels import expression_index
+from fedbench.metrics import core
+from fedbench.metrics.fidelity import background_score, cosine
+from fedbench.metrics.components import NAMES as REGISTRY_NAMES
+from fedbench.metrics.spec import DEFAULT_VERSION, SUPPORTED_VERSIONS, FedScoreSpec, get_spec
 from fedbench.metrics.ssim import ssim_map
 
-FEDSCORE_VERSION = "1.2"
-# 1.0: fedscore.md as first written (A_emo = p_t(E), fixed action step, PQ against S).
-# 1.1: Alignment and PQ relative to the ground truth, as ID always was (docs/fedscore.md, "Changes").
-# 1.2: BG relative to the ground truth's own background change too: every component is then
-#      measured against what G did, and G itself scores 100.
-SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
-
-
-def uses_gt_background(version: str) -> bool:
-    return version not in ("1.0", "1.1")
+FEDSCORE_VERSION = DEFAULT_VERSION  # the versions themselves live in metrics/spec.py
 BG_LONG_SIDE = 512
 
 # Sample statuses. Dataset errors exclude the sample from every mean (and are listed); edit failures
@@ -46,14 +37,15 @@ REFUSALS = ("refused",)
 EXCLUDED = (*DATASET_ERRORS, *REFUSALS)
 STATUSES = ("ok", "degenerate_gt", *EDIT_FAILURES, *REFUSALS, *DATASET_ERRORS)
 
+# The components in the order a samples.jsonl row lists them (the registry orders the summaries).
 COMPONENTS = ("alignment", "a_emo", "a_act", "fidelity", "id_score", "bg", "pq", "reg", "fed")
+assert sorted(COMPONENTS) == sorted(REGISTRY_NAMES), "row layout and component registry disagree"
 
 
-def fed_score(alignment_: float, fidelity_: float, reg: float | None) -> float | None:
-    """FED = 100 * (Alignment * Fidelity * REG)^(1/3); undefined when REG is."""
-    if reg is None:
-        return None
-    return float(100.0 * max(0.0, alignment_ * fidelity_ * reg) ** (1.0 / 3.0))
+def fed_score(alignment_: float, fidelity_: float, reg: float | None,
+              version: str | FedScoreSpec = FEDSCORE_VERSION) -> float | None:
+    """FED from Alignment, Fidelity and REG under a version (1.x: 100 (A F REG)^(1/3)); None without REG."""
+    return core.combine(get_spec(version), alignment_, fidelity_, reg)
 
 
 def _r(x: float | None) -> float | None:
@@ -64,11 +56,35 @@ def _r(x: float | None) -> float | None:
 def background_ssim(source_rgb: np.ndarray, edit_rgb: np.ndarray, source_face: FaceFeatures,
                     edit_face: FaceFeatures) -> float | None:
     """BG: SSIM outside the union of both face masks, grey, at 512 px; E resized to S's size first."""
-    s_grey = grey_view(source_rgb, BG_LONG_SIDE)
+    return background_measure(source_rgb, edit_rgb, source_face, edit_face, register=False)[0]
+
+
+def background_measure(source_rgb: np.ndarray, edit_rgb: np.ndarray, source_face: FaceFeatures,
+                       edit_face: FaceFeatures, register: bool) -> tuple[float | None, float | None, float | None]:
+    """(background SSIM, registration magnitude, chroma distance). With `register`, E is first
+    registered to S on the background (metrics/registration.py), SSIM is taken over the background
+    pixels E covers and the background's colour is compared too; the magnitude is max(shift,
+    |scale - 1|) of the accepted registration (0: none needed or refused)."""
+    if not register:
+        s_grey = grey_view(source_rgb, BG_LONG_SIDE)
+        size = (s_grey.shape[1], s_grey.shape[0])
+        e_grey = grey_view(edit_rgb, size=size)
+        background = ~(face_mask(source_face.landmarks, size) | face_mask(edit_face.landmarks, size))
+        return background_score(ssim_map(s_grey, e_grey), background), None, None
+    # Registered (2.0): compare at the resolution both images have (at most 512 px), so a smaller
+    # copy of an intact picture is not charged for the detail it cannot hold, while a blur at the
+    # same resolution still is.
+    long_side = min(BG_LONG_SIDE, max(source_rgb.shape[:2]), max(edit_rgb.shape[:2]))
+    s_grey = grey_view(source_rgb, long_side)
     size = (s_grey.shape[1], s_grey.shape[0])
     e_grey = grey_view(edit_rgb, size=size)
-    faces = face_mask(source_face.landmarks, size) | face_mask(edit_face.landmarks, size)
-    return background_score(ssim_map(s_grey, e_grey), ~faces)
+    background = ~(face_mask(source_face.landmarks, size) | face_mask(edit_face.landmarks, size))
+    from fedbench.metrics import registration
+
+    reg = registration.register(s_grey, e_grey, background)
+    e_reg, covered = registration.apply(e_grey, reg)
+    chroma = registration.chroma_distance(source_rgb, edit_rgb, reg, background)
+    return background_score(ssim_map(s_grey, e_reg), background & covered), reg.magnitude, chroma
 
 
 @dataclass
@@ -105,19 +121,20 @@ def score_triplet(
     source_rgb: np.ndarray | None,
     edit_rgb: np.ndarray | None,
     identity_threshold: float,
-    version: str = FEDSCORE_VERSION,
+    version: str | FedScoreSpec = FEDSCORE_VERSION,
     generation: tuple[str, str | None] | None = None,
     bg_gt: float | None = None,
+    bg_chroma_gt: float | None = None,
+    actions: list[str] | None = None,
 ) -> dict[str, Any]:
     """One row of samples.jsonl: every component, the status, and the raw numbers behind them.
 
     `generation` is (status, reason) when an editor run produced no image for this sample
     ("refused" or "generation_failed"); the edit is then not looked at. `bg_gt` is BG(S, G), which
-    version 1.2 divides the edit's BG by.
+    versions with a relative BG (`spec.uses_gt_background`) divide the edit's BG by. `actions` is the
+    manifest's optional field: when given, the required actions (else the instruction's, else G's).
     """
-    if version not in SUPPORTED_VERSIONS:
-        raise ValueError(f"unknown FED-Score version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
-    relative = version != "1.0"
+    spec = get_spec(version)
     row = _empty_row(sample_id, target)
     row.update(faces_source=source.n_faces, faces_gt=ground_truth.n_faces, faces_edit=edit.n_faces)
     for role, outcome in (("source", source), ("ground_truth", ground_truth)):
@@ -131,18 +148,12 @@ def score_triplet(
     t = expression_index(target)
     s_face = source.features.faces[0]  # the largest face is the subject
     g_face = ground_truth.features.primary(s_face.box)
-    e_s = expression_vector(s_face.blendshapes, s_face.emotion)
-    e_g = expression_vector(g_face.blendshapes, g_face.emotion)
-    actions, action_source = required_actions(instruction, s_face.blendshapes, g_face.blendshapes)
-    cos_gs = cosine(g_face.embedding, s_face.embedding)
+    ref = core.reference(spec, target, instruction, s_face, g_face, source.features.member_names, actions)
     row.update(p_target_source=_r(s_face.emotion[t]), p_target_gt=_r(g_face.emotion[t]),
-               cos_gt_source=_r(cos_gs), quality_source=_r(s_face.quality),
-               quality_gt=_r(g_face.quality), action_source=action_source,
-               actions=[a.name for a, _ in action_steps(s_face.blendshapes, actions,
-                                                        g_face.blendshapes if relative else None)])
-
-    degenerate = expression_gain(e_s, e_g, e_g).degenerate
-    row["gt_change"] = _r(float(np.linalg.norm(e_g - e_s)))
+               cos_gt_source=_r(cosine(g_face.embedding, s_face.embedding)), quality_source=_r(s_face.quality),
+               quality_gt=_r(g_face.quality), action_source=ref.action_source, actions=ref.scored_actions,
+               gt_change=_r(ref.change.gt_change))
+    degenerate = ref.change.degenerate
 
     if generation is not None and generation[0] in REFUSALS:
         row.update(status=generation[0], reason=generation[1], edit_status=generation[0])
@@ -165,28 +176,20 @@ def score_triplet(
 
     row["edit_status"] = "ok"
     e_face = edit.features.primary(s_face.box)
-    a_emo = emotion_alignment(e_face.emotion, target, g_face.emotion if relative else None)
-    a_act = action_alignment(s_face.blendshapes, e_face.blendshapes, actions,
-                             gt_bs=g_face.blendshapes if relative else None)
-    align = alignment(a_emo, a_act)
-    cos_es = cosine(e_face.embedding, s_face.embedding)
-    id_s = identity_score(cos_es, cos_gs, identity_threshold)
-    bg_abs = background_ssim(source_rgb, edit_rgb, s_face, e_face)
-    bg = relative_background(bg_abs, bg_gt) if uses_gt_background(version) else bg_abs
-    pq = quality_score(e_face.quality, s_face.quality, g_face.quality if relative else None)
-    fid = fidelity(id_s, bg, pq)
-    gain = expression_gain(e_s, expression_vector(e_face.blendshapes, e_face.emotion), e_g)
-    reg = None if gain.degenerate else reg_score(gain.gain)
+    bg_edit, bg_shift, chroma = background_measure(source_rgb, edit_rgb, s_face, e_face, spec.bg_register)
+    out = core.assess(spec, ref, s_face, e_face, g_face,
+                      core.PairMeasures(bg_edit=bg_edit, bg_gt=bg_gt if spec.uses_gt_background else None,
+                                        bg_shift=bg_shift, bg_chroma_edit=chroma, bg_chroma_gt=bg_chroma_gt),
+                      identity_threshold)
     row.update(
-        status="degenerate_gt" if gain.degenerate else "ok",
-        reason="the ground truth shows no measurable expression change" if gain.degenerate else None,
-        alignment=_r(align), a_emo=_r(a_emo), a_act=_r(a_act), fidelity=_r(fid), id_score=_r(id_s),
-        bg=_r(bg), pq=_r(pq), reg=_r(reg), gain=_r(gain.gain), off_axis=_r(gain.off_axis),
-        bg_edit_source=_r(bg_abs), bg_gt_source=_r(bg_gt),
-        fed=_r(fed_score(align, fid, reg)), p_target_edit=_r(e_face.emotion[t]),
-        top_emotion_edit=EXPRESSIONS[int(np.argmax(e_face.emotion))], cos_edit_source=_r(cos_es),
-        quality_edit=_r(e_face.quality),
+        status="degenerate_gt" if out["degenerate"] else "ok",
+        reason="the ground truth shows no measurable expression change" if out["degenerate"] else None,
+        **{k: _r(out[k]) for k in (*COMPONENTS, "gain", "off_axis", "bg_edit_source", "p_target_edit",
+                                    "cos_edit_source", "quality_edit")},
+        bg_gt_source=_r(bg_gt), top_emotion_edit=out["top_emotion_edit"],
     )
+    if spec.bg_register:  # only versions that register carry these (1.x rows keep their layout)
+        row.update(bg_shift=_r(bg_shift), bg_chroma=_r(chroma))
     return row
 
 

@@ -32,13 +32,14 @@ def background_score(ssim: np.ndarray, background: np.ndarray) -> float | None:
 BG_REFERENCE_FLOOR = 0.5  # a ground truth that re-renders more of the background than this sets no bar
 
 
-def relative_background(bg_edit: float | None, bg_gt: float | None) -> float | None:
+def relative_background(bg_edit: float | None, bg_gt: float | None,
+                        floor: float = BG_REFERENCE_FLOOR) -> float | None:
     """BG (v1.2) = min(1, BG(S,E) / max(BG(S,G), 0.5)): an edit that keeps the background as well as the
     ground truth did scores 1; the floor keeps a ground truth that redraws everything from excusing
     an edit that does the same."""
     if bg_edit is None or bg_gt is None:
         return bg_edit
-    return float(min(1.0, bg_edit / max(bg_gt, BG_REFERENCE_FLOOR)))
+    return float(min(1.0, bg_edit / max(bg_gt, floor)))
 
 
 def quality_score(q_edit: float, q_source: float, q_gt: float | None = None) -> float:

@@ -105,3 +105,26 @@ def parse_actions(instruction: str) -> list[Action]:
             if all(re.search(p, clause) for p in patterns) and name not in found:
                 found[name] = Action(name, _GROUPS[name], -sign if negated else sign)
     return list(found.values())
+
+
+def named_actions(entries: list[str]) -> list[Action]:
+    """The manifest's `actions` field: each entry an action name ("mouth_smile", "-jaw_open" for one
+    that must fall) or a phrase the instruction parser reads ("raise the eyebrows"). Raises ValueError
+    naming every entry that names no known action."""
+    found: dict[str, Action] = {}
+    bad = []
+    for entry in entries:
+        text = entry.strip()
+        name = text.lstrip("+-")
+        if name in _GROUPS:
+            found.setdefault(name, Action(name, _GROUPS[name], -1 if text.startswith("-") else 1))
+            continue
+        parsed = parse_actions(text)
+        if not parsed:
+            bad.append(entry)
+        for a in parsed:
+            found.setdefault(a.name, a)
+    if bad:
+        raise ValueError(f"actions {bad} name no known facial action (names: {', '.join(_GROUPS)}; "
+                         "or a phrase such as 'raise the eyebrows')")
+    return list(found.values())

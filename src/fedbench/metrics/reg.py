@@ -27,19 +27,20 @@ class Gain:
     degenerate: bool
 
 
-def expression_gain(e_source: np.ndarray, e_edit: np.ndarray, e_gt: np.ndarray) -> Gain:
+def expression_gain(e_source: np.ndarray, e_edit: np.ndarray, e_gt: np.ndarray,
+                    degenerate_factor: float = DEGENERATE_FACTOR) -> Gain:
     d_edit = e_edit - e_source
     d_gt = e_gt - e_source
     norm_gt = float(np.linalg.norm(d_gt))
-    if norm_gt < DEGENERATE_FACTOR * math.sqrt(d_gt.size):
+    if norm_gt < degenerate_factor * math.sqrt(d_gt.size):
         return Gain(None, None, norm_gt, True)
     g = float(np.dot(d_edit, d_gt) / norm_gt**2)
     off = float(np.linalg.norm(d_edit - g * d_gt) / norm_gt)
     return Gain(g, off, norm_gt, False)
 
 
-def reg_score(gain: float) -> float:
-    """REG = exp(-(ln g)^2 / (2 * 0.5^2)) for g > 0, else 0."""
+def reg_score(gain: float, width: float = REG_WIDTH) -> float:
+    """REG = exp(-(ln g)^2 / (2 * width^2)) for g > 0, else 0 (width 0.5 in every 1.x version)."""
     if not gain > 0:
         return 0.0
-    return float(math.exp(-(math.log(gain) ** 2) / (2 * REG_WIDTH**2)))
+    return float(math.exp(-(math.log(gain) ** 2) / (2 * width**2)))

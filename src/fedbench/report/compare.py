@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from fedbench.labels import EXPRESSIONS
+from fedbench.metrics.components import HEADLINE
 from fedbench.metrics.fedscore import DATASET_ERRORS
 from fedbench.report.runs import Run
 
-DIMENSIONS: tuple[str, ...] = ("fed", "alignment", "fidelity", "reg")
+DIMENSIONS: tuple[str, ...] = HEADLINE
 DEFAULT_BOOTSTRAP = 10_000
 DEFAULT_SEED = 0
 

@@ -21,14 +21,14 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from fedbench import __version__
 from fedbench.labels import EXPRESSIONS
+from fedbench.metrics.components import NAMES as COMPONENT_NAMES
 from fedbench.report import tables
 from fedbench.report.plots import make_plots
 from fedbench.report.runs import ManifestView, Run, read_manifests
 from fedbench.report.thumbnails import ThumbnailStats, Thumbnails
 
 # Components carried per gallery item (short keys keep a 5 x 750-sample page small).
-ITEM_COMPONENTS: tuple[str, ...] = ("fed", "alignment", "fidelity", "reg", "a_emo", "a_act", "id_score", "bg",
-                                    "pq", "gain", "off_axis")
+ITEM_COMPONENTS: tuple[str, ...] = (*COMPONENT_NAMES, "gain", "off_axis")
 
 
 @dataclass

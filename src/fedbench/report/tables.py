@@ -14,21 +14,21 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from fedbench.labels import EXPRESSIONS
+from fedbench.metrics import components
 from fedbench.report.runs import Run
 
 Format = Literal["md", "csv", "latex", "json"]
 FORMATS: tuple[str, ...] = ("md", "csv", "latex", "json")
-HEADLINE = ("fed", "alignment", "fidelity", "reg")
-LABELS = {"fed": "FED", "alignment": "Alignment", "fidelity": "Fidelity", "reg": "REG", "a_emo": "A_emo",
-          "a_act": "A_act", "id_score": "ID", "bg": "BG", "pq": "PQ"}
-CLASS_METRICS: tuple[str, ...] = ("fed", "alignment", "fidelity", "reg", "a_emo", "a_act", "id_score", "bg", "pq")
+HEADLINE = components.HEADLINE
+LABELS = components.LABELS
+CLASS_METRICS: tuple[str, ...] = components.NAMES
 # A mean gain this far from 1 is called under- or over-editing in the tables (a reading aid only).
 GAIN_BAND = 0.1
 
 
 def digits(metric: str) -> int:
     """Printed precision: FED is on 0..100, everything else on 0..1 (or around 1, the gain)."""
-    return 2 if metric == "fed" else 3
+    return 2 if metric in components.BY_NAME and components.BY_NAME[metric].high > 1 else 3
 
 
 def fmt(value: float | None, metric: str) -> str:

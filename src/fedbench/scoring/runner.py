@@ -115,6 +115,23 @@ class _BatchedWrites:
             self._flush()
 
 
+def _check_actions(man: Manifest) -> None:
+    """The manifest's `actions` (the required actions, when given) must each name a known action:
+    one error listing every bad row, before any work."""
+    from fedbench.data.manifest import ManifestError, Problem
+    from fedbench.metrics.lexicon import named_actions
+
+    problems = []
+    for t in man.triplets:
+        if t.actions:
+            try:
+                named_actions(t.actions)
+            except ValueError as exc:
+                problems.append(Problem(t.row, str(exc), t.id))
+    if problems:
+        raise ManifestError(man.path, problems)
+
+
 def score(
     manifest: str | Path | Manifest,
     edits: str | Path,
@@ -146,6 +163,7 @@ def score(
     console = console or Console(stderr=True)
     config = config or PerceptionConfig()
     man = manifest if isinstance(manifest, Manifest) else read_manifest(manifest, columns, allow_outside)
+    _check_actions(man)
     edit_paths = find_edits(Path(edits), man.triplets)
     cache_path = Path(cache_path) if cache_path else features_db()
     out_dir = Path(out) if out else None
@@ -198,6 +216,7 @@ def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path |
                 "edit": None if edit_paths[t.id] is None else str(edit_paths[t.id]),
                 "version": version,
                 "generation": (generation or {}).get(t.id),
+                "actions": t.actions,
             }
             for t in man
         ]

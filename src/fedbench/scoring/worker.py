@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 # MediaPipe and TFLite log every model load at INFO/WARNING level from C++; keep the console for progress.
@@ -18,7 +19,8 @@ import numpy as np
 from fedbench.data.images import ImageReadError, decode_image
 from fedbench.faces.perception import PerceptionConfig, Perceiver
 from fedbench.faces.service import Perceived, PerceptionService
-from fedbench.metrics.fedscore import ImageOutcome, background_ssim, score_triplet, uses_gt_background
+from fedbench.metrics.fedscore import ImageOutcome, background_measure, score_triplet
+from fedbench.metrics.spec import get_spec
 from fedbench.store.features import pack_optional_float, unpack_optional_float
 from fedbench.store.features import FeatureCache, content_key
 
@@ -109,25 +111,36 @@ def _load_reference(key: str | None, problem: str | None) -> ImageOutcome:
 
 
 BG_MEASURE_VERSION = 1  # bump when background_ssim changes: cached pair values are then recomputed
+BG_REGISTERED_VERSION = 2  # the same for the registered measure (2.0); 2: ECC fitted at 160 px
 
 
 def _ground_truth_background(task: dict[str, Any], source: ImageOutcome, gt: ImageOutcome,
-                             source_rgb: np.ndarray) -> tuple[float | None, tuple[str, bytes] | None]:
-    """BG(S, G): how much the ground truth itself changed the background (FED-Score 1.2 divides by it).
-    One value per (source, ground truth) pair, kept in the feature cache beside the image features."""
+                             source_rgb: np.ndarray, register: bool
+                             ) -> tuple[tuple[float | None, float | None], tuple[str, bytes] | None]:
+    """BG(S, G) and its background chroma distance: how much the ground truth itself changed the
+    background (a relative BG divides by it). One value per (source, ground truth) pair and way of
+    measuring (registered or not), kept in the feature cache beside the image features."""
     st = _state()
-    key = f"bg-pair:v{BG_MEASURE_VERSION}:{task['source_key']}:{task['gt_key']}"
+    if register:
+        key = f"bg-pair-reg:v{BG_REGISTERED_VERSION}:{task['source_key']}:{task['gt_key']}"
+    else:
+        key = f"bg-pair:v{BG_MEASURE_VERSION}:{task['source_key']}:{task['gt_key']}"
     cached = st.cache.get_raw(key)
     if cached is not None:
-        return unpack_optional_float(cached), None
+        if register:
+            ssim, chroma = json.loads(cached.decode())
+            return (ssim, chroma), None
+        return (unpack_optional_float(cached), None), None
     s_face = source.features.faces[0]
     g_face = gt.features.primary(s_face.box)
     data = _read(Path(task["ground_truth"]))
     if content_key(data, st.sig) != task["gt_key"]:  # rewritten since phase 1: never cache a wrong value
         raise ImageReadError("the ground truth changed while scoring")
     gt_rgb = decode_image(data, st.perceiver.config.max_side).rgb
-    value = background_ssim(source_rgb, gt_rgb, s_face, g_face)
-    return value, (key, pack_optional_float(value))
+    value, _, chroma = background_measure(source_rgb, gt_rgb, s_face, g_face, register)
+    if register:
+        return (value, chroma), (key, json.dumps([value, chroma]).encode())
+    return (value, None), (key, pack_optional_float(value))
 
 
 def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
@@ -151,11 +164,12 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, 
             source_rgb = _source_rgb(task["source"], task["source_key"], st.perceiver.config.max_side)
         except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
             source = ImageOutcome(None, f"source became unreadable: {exc}")
-    bg_gt = None
-    if (source_rgb is not None and uses_gt_background(task["version"]) and source.features is not None
+    bg_gt = bg_chroma_gt = None
+    spec = get_spec(task["version"])
+    if (source_rgb is not None and spec.uses_gt_background and source.features is not None
             and source.features.faces and gt.features is not None and gt.features.faces):
         try:
-            bg_gt, blob = _ground_truth_background(task, source, gt, source_rgb)
+            (bg_gt, bg_chroma_gt), blob = _ground_truth_background(task, source, gt, source_rgb, spec.bg_register)
         except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
             gt = ImageOutcome(None, f"ground truth became unreadable: {exc}")
         else:
@@ -164,6 +178,6 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, 
     row = score_triplet(
         task["id"], task["target"], task["instruction"], source, gt, edit, source_rgb, edit_rgb,
         st.perceiver.identity_threshold, task["version"], None if generation is None else tuple(generation),
-        bg_gt=bg_gt,
+        bg_gt=bg_gt, bg_chroma_gt=bg_chroma_gt, actions=task.get("actions"),
     )
     return row, new_blobs

@@ -1,9 +1,11 @@
 """Stage 7, verification: a ground-truth candidate must keep the identity (ID), reach the target
 (A_emo: its target probability; A_act: the share of the instruction's actions it performs), keep the
 background (BG) and the face quality (PQ), each above its threshold, and it must change the expression
-measurably (a candidate FED-Score would call degenerate is no reference). FED-Score's own components
-are used, measured against the source (there is no reference yet: this is what makes one). Of the
-candidates that pass, the one with the highest Alignment x Fidelity is kept."""
+measurably (a candidate FED-Score would call degenerate is no reference). FED-Score's own metric core
+is used (metrics/core.py, the current version's spec), with the candidate in the edit's place and no
+ground truth: every component is then measured against the source, as there is no reference yet
+(this is what makes one). Of the candidates that pass, the one with the highest Alignment x Fidelity
+is kept."""
 
 from __future__ import annotations
 
@@ -11,11 +13,9 @@ from pathlib import Path
 
 from fedbench.engine.perception import ImageReadError, PerceivingStage
 from fedbench.engine.stage import Outcome, Record, Rejected
-from fedbench.metrics.alignment import action_alignment, alignment, emotion_alignment
-from fedbench.metrics.fedscore import background_ssim
-from fedbench.metrics.fidelity import cosine, fidelity, identity_score, quality_score
-from fedbench.metrics.lexicon import parse_actions
-from fedbench.metrics.reg import expression_gain, expression_vector
+from fedbench.metrics import core
+from fedbench.metrics.fedscore import FEDSCORE_VERSION, background_ssim
+from fedbench.metrics.spec import get_spec
 
 
 class Verify(PerceivingStage):
@@ -30,20 +30,15 @@ class Verify(PerceivingStage):
         g_face = g_feats.primary(s_face.box)
         if g_face is None:
             return {}, "no face in the candidate"
-        actions = parse_actions(record["instruction"])
-        a_emo = emotion_alignment(g_face.emotion, record["target"])
-        a_act = action_alignment(s_face.blendshapes, g_face.blendshapes, actions) if actions else None
-        id_s = identity_score(cosine(g_face.embedding, s_face.embedding), 1.0, self.perception.perceiver.identity_threshold)
-        bg = background_ssim(s_rgb, g_rgb, s_face, g_face)
-        pq = quality_score(g_face.quality, s_face.quality)
-        change = expression_gain(expression_vector(s_face.blendshapes, s_face.emotion),
-                                 expression_vector(g_face.blendshapes, g_face.emotion),
-                                 expression_vector(g_face.blendshapes, g_face.emotion))
+        spec = get_spec(FEDSCORE_VERSION)
+        change = core.expression_change(spec, s_face, g_face, g_face, tuple(s_feats.member_names))
         if change.degenerate:  # FED-Score would mark this triplet degenerate_gt: useless as a reference
             return {}, f"no measurable expression change (|dG| {change.gt_change:.3f})"
-        checks = {"id": id_s, "a_emo": a_emo, "a_act": a_act, "bg": bg, "pq": pq,
-                  "alignment": alignment(a_emo, a_act), "fidelity": fidelity(id_s, bg, pq),
-                  "gt_change": change.gt_change}
+        ref = core.reference(spec, record["target"], record["instruction"], s_face, None, s_feats.member_names)
+        pair = core.PairMeasures(bg_edit=background_ssim(s_rgb, g_rgb, s_face, g_face))
+        c = core.assess(spec, ref, s_face, g_face, None, pair, self.perception.perceiver.identity_threshold)
+        checks = {"id": c["id_score"], "a_emo": c["a_emo"], "a_act": c["a_act"], "bg": c["bg"], "pq": c["pq"],
+                  "alignment": c["alignment"], "fidelity": c["fidelity"], "gt_change": change.gt_change}
         return {k: (None if v is None else round(float(v), 4)) for k, v in checks.items()}, None
 
     def process(self, record: Record) -> Outcome:
