@@ -34,7 +34,8 @@ from fedbench.editors.registry import build_editor
 from fedbench.faces.perception import PerceptionConfig
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
 from fedbench.models.store import sha256_of
-from fedbench.scoring.runner import ScoreResult, _progress, score
+from fedbench.progress import progress_bar
+from fedbench.scoring.runner import ScoreResult, score
 from fedbench.store.atomic import remove_stale_temps, write_bytes_atomic, write_json_atomic
 from fedbench.store.journal import Journal, compact, generation_key, read_rows
 from fedbench.store.lock import FolderBusyError, folder_lock, holder, is_locked
@@ -197,7 +198,7 @@ def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: M
             counts["failed" if result.status == EditStatus.FAILED else "refused"] += 1
         return row
 
-    with Journal(log_path) as log, _progress(progress, console) as bar:
+    with Journal(log_path) as log, progress_bar(progress, console) as bar:
         task = bar.add_task(f"generating ({config.name})", total=len(manifest),
                             completed=counts["reused"]) if bar else None
         if dispatch is not None:  # another executor (fedbench.eval_ray): rows logged here as results arrive

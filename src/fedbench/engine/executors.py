@@ -15,6 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterable, Iterator, Protocol
 
+from fedbench.cpus import default_workers
 from fedbench.engine.faults import process_with_retries
 from fedbench.engine.stage import Outcome, Record, Rejected, Stage
 
@@ -66,7 +67,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, workers: int | None = None, in_flight: int = 32) -> None:
-        self.workers = workers if workers is not None else (len(os.sched_getaffinity(0)) or 1)
+        self.workers = workers if workers is not None else default_workers()
         self.in_flight = in_flight
 
     def _pool(self, stage: Stage, workers: int) -> ProcessPoolExecutor:

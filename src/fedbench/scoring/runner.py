@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
-import os
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -19,12 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from fedbench.cpus import default_workers  # noqa: F401  (re-exported: meta.run imports it from here)
 from fedbench.data.manifest import Manifest, read_manifest
 from fedbench.faces.perception import PerceptionConfig
 from fedbench.metrics.fedscore import FEDSCORE_VERSION, SUPPORTED_VERSIONS, FEDScore
 from fedbench.paths import features_db
+from fedbench.progress import progress_bar
 from fedbench.scoring import worker
 from fedbench.scoring.edits import find_edits
 from fedbench.scoring.provenance import backbones_used
@@ -39,10 +39,6 @@ class ScoreResult:
     summary: dict[str, Any]
     out: Path | None
     timings: dict[str, float]
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 @contextmanager
@@ -64,15 +60,6 @@ def _executor(workers: int, config: PerceptionConfig, cache_path: Path) -> Itera
         # Workers start lazily; wait until each has loaded its backbones so start-up is timed apart.
         list(pool.map(worker.ready, range(workers)))
         yield lambda fn, items, chunksize=1: pool.map(fn, items, chunksize=chunksize)
-
-
-def _progress(enabled: bool, console: Console) -> Progress | nullcontext:
-    if not enabled:
-        return nullcontext()
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
-    )
 
 
 def _advance(progress: Any, task: Any, items: Iterable) -> Iterator:
@@ -176,7 +163,7 @@ def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path |
     rows: list[dict[str, Any]] = []
     cache = FeatureCache(cache_path)
     t0 = time.perf_counter()
-    with _executor(workers, config, cache_path) as pmap, _progress(progress, console) as bar:
+    with _executor(workers, config, cache_path) as pmap, progress_bar(progress, console) as bar:
         timings["startup_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         ref_task = bar.add_task("sources + ground truths", total=len(references)) if bar else None

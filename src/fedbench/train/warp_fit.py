@@ -156,13 +156,13 @@ def measure_pairs(triplets: Iterable[Triplet], progress: bool = False, console: 
     face, same-expression rows (nothing to learn) and rows into neutral without a source expression
     (which the model, taking an unknown source as neutral, cannot place) are skipped with a counted
     reason."""
-    from fedbench.scoring.runner import _progress
+    from fedbench.progress import progress_bar
 
     triplets = list(triplets)
     out = Measured([], Counter(), [])
     landmarks = _Landmarks()
     try:
-        with _progress(progress, console or Console(stderr=True)) as bar:
+        with progress_bar(progress, console) as bar:
             task = bar.add_task("landmarks", total=len(triplets)) if bar else None
             for t in triplets:
                 reason = None

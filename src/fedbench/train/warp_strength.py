@@ -164,7 +164,7 @@ def measure_strengths(triplets: Sequence[Triplet], strengths: Sequence[float] = 
     from fedbench.data.images import decode_image
     from fedbench.faces.perception import Perceiver
     from fedbench.metrics.fedscore import ImageOutcome, background_ssim, score_triplet, uses_gt_background
-    from fedbench.scoring.runner import _progress
+    from fedbench.progress import progress_bar
 
     strengths = tuple(float(s) for s in strengths)
     if not strengths or any(s <= 0 for s in strengths):
@@ -187,7 +187,7 @@ def measure_strengths(triplets: Sequence[Triplet], strengths: Sequence[float] = 
     skipped: Counter = Counter()
     skipped_rows: list[dict[str, Any]] = []
     try:
-        with _progress(progress, console or Console(stderr=True)) as bar:
+        with progress_bar(progress, console) as bar:
             task = bar.add_task("warp strengths", total=len(triplets)) if bar else None
             for t in triplets:
                 reason = None
