@@ -19,6 +19,8 @@ from fedbench.cpus import default_workers
 from fedbench.engine.faults import process_with_retries
 from fedbench.engine.stage import Outcome, Record, Rejected, Stage
 
+# Set once in each pool worker process by `_init` (the pool's initializer) and never in the parent:
+# a spawned worker's module is the only place its set-up stage (loaded models) can wait between calls.
 _STAGE: Stage | None = None
 
 
