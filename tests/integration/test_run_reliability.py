@@ -70,12 +70,21 @@ def test_full_disk_mid_run_is_one_message_then_resumes(bench: dict[str, Path], m
     lines = [line for line in result.stderr.splitlines() if line.strip() and "disk full" in line]
     assert len(lines) == 1 and "summary.json" in lines[0] and "Traceback" not in result.stderr
     assert not (out / "summary.json").exists() and _temps(out) == []
-    monkeypatch.setattr(atomic.os, "replace", real_replace)
+    replaced: list[str] = []
+
+    def recording(src: object, dst: object) -> None:
+        replaced.append(Path(str(dst)).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", recording)
 
     result = CliRunner().invoke(app, _args(bench, out, "--resume"))
     assert result.exit_code == 0, result.stderr
+    # each file written once, by the step that owns it (the scorer), with the editor's provenance in it
+    assert replaced.count("summary.json") == 1 and replaced.count("run.json") == 1, replaced
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_samples"] == 3
+    assert summary["editor"]["editor"] == json.loads((out / "eval.json").read_text())["editor"]
     assert json.loads((out / "run.json").read_text())["generation"]["reused"] == 3  # nothing generated twice
     assert _temps(out) == []
 

@@ -118,11 +118,16 @@ def score(
     version: str = FEDSCORE_VERSION,
     generation: dict[str, tuple[str, str | None]] | None = None,
     wait: bool = False,
+    provenance: dict[str, Any] | None = None,
+    run_extra: dict[str, Any] | None = None,
 ) -> ScoreResult:
     """Score every triplet of `manifest` against the edited images in `edits`.
 
     `generation` maps sample ids whose editor produced no image to (status, reason): "refused"
     (excluded from the means, counted) or "generation_failed" (an edit failure, scored 0).
+    `provenance` (what made the edits: the editor, its version and parameters) is written into
+    summary.json under "editor"; `run_extra` (how this run got its edits: timings, reuse) into run.json.
+    Each file is written once, here.
 
     Raises ManifestError (naming each bad row) before any work when the manifest or the edits
     folder is malformed. Every triplet ends with a row: a score, or a named status. `out` is locked
@@ -140,7 +145,7 @@ def score(
     FeatureCache(cache_path).close()  # create the database before readers open it (and check the path)
     with folder_lock(out_dir, wait=wait, on_wait=lambda m: console.print(f"[yellow]{m}")) if out_dir else nullcontext():
         return _score_locked(man, edits, edit_paths, out_dir, cache_path, config, workers, progress, n_bootstrap,
-                             console, version, generation)
+                             console, version, generation, provenance, run_extra)
 
 
 def check_out_folder(out: Path | None) -> None:
@@ -152,7 +157,8 @@ def check_out_folder(out: Path | None) -> None:
 def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path | None], out_dir: Path | None,
                   cache_path: Path, config: PerceptionConfig, workers: int | None, progress: bool,
                   n_bootstrap: int, console: Console, version: str,
-                  generation: dict[str, tuple[str, str | None]] | None) -> ScoreResult:
+                  generation: dict[str, tuple[str, str | None]] | None, provenance: dict[str, Any] | None,
+                  run_extra: dict[str, Any] | None) -> ScoreResult:
     workers = default_workers() if workers is None else workers
     workers = max(1, min(workers, len(man.triplets)))
     timings: dict[str, float] = {}
@@ -211,11 +217,13 @@ def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path |
         "perception": config.model_dump(mode="json"),
         "backbones": backbones_used(config),
     }
+    if provenance is not None:
+        summary["editor"] = provenance
     if out_dir:
         write_json_atomic(out_dir / "summary.json", summary, indent=2, ensure_ascii=False)
         timings["total_s"] = time.perf_counter() - t0
         run_info = {"workers": workers, "feature_cache": str(cache_path), "timings": timings,
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(run_extra or {})}
         write_json_atomic(out_dir / "run.json", run_info, indent=2)
     timings["total_s"] = time.perf_counter() - t0
     return ScoreResult(samples=rows, summary=summary, out=out_dir, timings=timings)
