@@ -9,8 +9,10 @@ which is committed under tests/fixtures/tiny (regenerate with tests/fixtures/mak
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any, Sequence
 
 import pytest
 
@@ -43,6 +45,21 @@ def require_shared(root: Path, marker: str, what: str, how: str) -> Path:
     if in_ci():
         pytest.fail(f"CI=true and the shared real-face fixtures are missing: {why}", pytrace=False)
     pytest.skip(why)
+
+
+def manifest_rows(root: Path) -> list[dict[str, Any]]:
+    """The rows of `root/triplets.jsonl`, as dicts."""
+    return [json.loads(line) for line in (root / "triplets.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def write_absolute_manifest(root: Path, rows: Sequence[dict[str, Any]], dest: Path) -> Path:
+    """Write `rows` (of the manifest in `root`) to `dest` with absolute image paths, so `dest` may live
+    anywhere (a tmp folder) and still name the fixture images (read with allow_outside)."""
+    dest.write_text("".join(json.dumps({**r, "source": str(root / r["source"]),
+                                        "ground_truth": str(root / r["ground_truth"])}) + "\n" for r in rows),
+                    encoding="utf-8")
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from fedbench.data.manifest import ManifestError, read_manifest
 from fedbench.metrics.fedscore import COMPONENTS, DATASET_ERRORS, EDIT_FAILURES, STATUSES
 from fedbench.scoring.runner import ScoreResult, score
 
-from conftest import fixtures_root
+from conftest import fixtures_root, manifest_rows
 
 FIXTURES = fixtures_root()
 
@@ -41,8 +41,7 @@ def _needs_pixelsmile(pixelsmile: Path) -> None:
 
 
 def _fixture_triplets() -> list[dict[str, Any]]:
-    with open(FIXTURES / "triplets.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return manifest_rows(FIXTURES)
 
 
 def _copy_references(root: Path, triplets: list[dict[str, Any]]) -> None:

@@ -20,6 +20,8 @@ from fedbench.cli import app
 from fedbench.store import atomic
 from fedbench.store.lock import LOCK_NAME
 
+from conftest import manifest_rows, write_absolute_manifest
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SLOW_EDITOR = """
@@ -33,11 +35,7 @@ SLOW_EDITOR = """
 
 @pytest.fixture()
 def bench(tmp_path: Path, pixelsmile: Path) -> dict[str, Path]:
-    rows = [json.loads(line) for line in (pixelsmile / "triplets.jsonl").read_text().splitlines()][:3]
-    manifest = tmp_path / "bench.jsonl"
-    manifest.write_text("".join(json.dumps({**r, "source": str(pixelsmile / r["source"]),
-                                            "ground_truth": str(pixelsmile / r["ground_truth"])}) + "\n"
-                                for r in rows))
+    manifest = write_absolute_manifest(pixelsmile, manifest_rows(pixelsmile)[:3], tmp_path / "bench.jsonl")
     program = tmp_path / "slow_editor.py"
     program.write_text(textwrap.dedent(SLOW_EDITOR))
     config = tmp_path / "slow.yaml"
