@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     mixed = args.mixed_precision if cuda else "no"
 
     from fedbench.editors import EditRequest, EditStatus, build_editor, load_editor_config
-    from fedbench.editors.tiny import build_tiny_instruct_pix2pix
+    from fedbench.testing.tiny_pipeline import build_tiny_instruct_pix2pix
     from fedbench.train.lora import LORA_FILE, LoraTrainConfig, train_lora
 
     report: dict[str, Any] = {"device": line, "python": platform.python_version(), "torch": torch.__version__,

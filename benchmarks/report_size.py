@@ -1,6 +1,6 @@
 """How big and how slow is an HTML report of a full benchmark? 747 samples x 5 models.
 
-The run folders are SYNTHETIC (`fedbench.report.synthetic`: invented rows, aggregated by the
+The run folders are SYNTHETIC (`fedbench.testing.synthetic_runs`: invented rows, aggregated by the
 scorer's own code) over REAL images: sources and ground truths are the shared PixelSmile fixtures
 (or, without them, public-domain faces shipped in scikit-image / matplotlib), and every model's
 edited image is a distinct pixel blend S + k (G - S) at 512 px, as a real editor's output would be.
@@ -31,7 +31,7 @@ from fedbench.editors.probes import pixel_blend
 from fedbench.labels import EXPRESSIONS
 from fedbench.report.html import build_report
 from fedbench.report.runs import load_runs
-from fedbench.report.synthetic import Behaviour, synthetic_rows, write_run
+from fedbench.testing.synthetic_runs import Behaviour, synthetic_rows, write_run
 
 N_SAMPLES = 747
 EDIT_SIDE = 512

@@ -36,8 +36,9 @@ from fedbench.editors.registry import build_editor
 from fedbench.faces.perception import PerceptionConfig
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
 from fedbench.models.store import sha256_of
-from fedbench.scoring.runner import ScoreResult, _progress, score
-from fedbench.store.atomic import remove_stale_temps, write_bytes_atomic, write_json_atomic
+from fedbench.progress import progress_bar
+from fedbench.scoring.runner import ScoreResult, score
+from fedbench.store.atomic import remove_stale_temps, write_bytes_atomic
 from fedbench.store.journal import Journal, compact, generation_key, read_rows
 from fedbench.store.lock import FolderBusyError, folder_lock, holder, is_locked
 
@@ -199,7 +200,7 @@ def generate(editor: Editor, config: EditorConfig, config_hash: str, manifest: M
             counts["failed" if result.status == EditStatus.FAILED else "refused"] += 1
         return row
 
-    with Journal(log_path) as log, _progress(progress, console) as bar:
+    with Journal(log_path) as log, progress_bar(progress, console) as bar:
         task = bar.add_task(f"generating ({config.name})", total=len(manifest),
                             completed=counts["reused"]) if bar else None
         if dispatch is not None:  # another executor (fedbench.eval_ray): rows logged here as results arrive
@@ -329,15 +330,8 @@ def score_run(manifest: Manifest, out: Path, info: dict[str, Any], rows: list[di
               version: str = FEDSCORE_VERSION, n_bootstrap: int = 1000) -> ScoreResult:
     """Score a run folder's generated images (also for merged shards); `generation` goes to run.json."""
     failed = {r["id"]: (r["status"], r["reason"]) for r in rows if r["status"] != EditStatus.OK.value}
-    result = score(manifest, out / GENERATED, out, config=perception, workers=workers, cache_path=cache_path,
-                   progress=progress, console=console, version=version, n_bootstrap=n_bootstrap,
-                   generation=failed)
-    # summary.json stays a pure function of the inputs (byte-identical on a rerun); how this run got
-    # its images (reused, generated, seconds) goes to run.json. Both are replaced atomically.
-    summary = {**result.summary, "editor": info}
-    write_json_atomic(out / "summary.json", summary, indent=2, ensure_ascii=False)
-    run_info = json.loads((out / "run.json").read_text())
-    run_info["generation"] = generation
-    write_json_atomic(out / "run.json", run_info, indent=2)
-    result.summary = summary
-    return result
+    # summary.json stays a pure function of the inputs (byte-identical on a rerun), so it carries the
+    # editor's provenance; how this run got its images (reused, generated, seconds) goes to run.json.
+    return score(manifest, out / GENERATED, out, config=perception, workers=workers, cache_path=cache_path,
+                 progress=progress, console=console, version=version, n_bootstrap=n_bootstrap,
+                 generation=failed, provenance=info, run_extra={"generation": generation})

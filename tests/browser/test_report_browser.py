@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fedbench.data.manifest import Manifest, read_manifest
-from fedbench.editors.probes import pixel_blend_files
+from fedbench.testing.probe_files import pixel_blend_files
 from fedbench.report.html import build_report
 from fedbench.report.runs import load_runs
 

@@ -4,14 +4,14 @@ Every triplet ends with a named status (and a reason when it is not ``ok``), or 
 refused up front with a `ManifestError` that names the row. The bad corpus is generated into
 pytest's tmp folders at run time from the shared PixelSmile fixtures; nothing is written into the
 repository. Real-model runs are grouped: one run for every bad edit, one for the broken references,
-one pair (CSV + Parquet) for foreign manifests.
+one pair (CSV + Parquet) for foreign manifests. Manifest refusals need no model: they run on the tiny
+generated fixture in tests/unit/test_manifest_refusals.py.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -20,28 +20,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fedbench.data.manifest import REQUIRED, ManifestError, read_manifest
+from fedbench.data.manifest import ManifestError, read_manifest
 from fedbench.metrics.fedscore import COMPONENTS, DATASET_ERRORS, EDIT_FAILURES, STATUSES
-from fedbench.scoring import worker
 from fedbench.scoring.runner import ScoreResult, score
 
+from conftest import fixtures_root, manifest_rows
 
-def _fixtures_dir() -> Path:
-    override = os.environ.get("FEDBENCH_FIXTURES")
-    if override:
-        return Path(override).expanduser()
-    return Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "pixelsmile"
+FIXTURES = fixtures_root()
+
+pytestmark = pytest.mark.integration
 
 
-FIXTURES = _fixtures_dir()
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not (FIXTURES / "triplets.jsonl").is_file(),
-        reason=f"PixelSmile fixtures not found at {FIXTURES} (set FEDBENCH_FIXTURES to their folder)",
-    ),
-]
+@pytest.fixture(autouse=True, scope="module")
+def _needs_pixelsmile(pixelsmile: Path) -> None:
+    """Every test here copies real faces from the shared fixtures: skipped without them, failed under CI."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -49,8 +41,7 @@ pytestmark = [
 
 
 def _fixture_triplets() -> list[dict[str, Any]]:
-    with open(FIXTURES / "triplets.jsonl", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return manifest_rows(FIXTURES)
 
 
 def _copy_references(root: Path, triplets: list[dict[str, Any]]) -> None:
@@ -351,131 +342,6 @@ def test_corrupt_source_is_excluded_and_the_rest_is_scored(tmp_path: Path) -> No
         assert row["status"] in ("ok", "degenerate_gt"), row
         assert row["fidelity"] is not None and row["alignment"] is not None
     assert result.summary["overall"]["fed"]["n"] == sum(by_id[s]["fed"] is not None for s in ids[3:])
-
-
-# ----------------------------------------------------------------------------------------------
-# manifest problems: refused before any work
-
-
-class _WorkStarted(Exception):
-    """Raised by the patched worker initialiser: scoring went past validation."""
-
-
-@pytest.fixture
-def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise _WorkStarted("a worker was started")
-
-    monkeypatch.setattr(worker, "init_worker", refuse)
-
-
-def _three_rows() -> list[dict[str, Any]]:
-    return [dict(t) for t in _fixture_triplets()[:3]]
-
-
-def _dup_id(rows: list[dict[str, Any]]) -> list[Any]:
-    rows[1]["id"] = rows[0]["id"]
-    return rows
-
-
-def _unknown_target(rows: list[dict[str, Any]]) -> list[Any]:
-    rows[1]["target"] = "sleepy"
-    return rows
-
-
-def _missing_source(rows: list[dict[str, Any]]) -> list[Any]:
-    rows[1]["source"] = "blend/does-not-exist.jpg"
-    return rows
-
-
-def _escapes(rows: list[dict[str, Any]]) -> list[Any]:
-    rows[1]["source"] = "../outside.jpg"  # exists: the test writes it next to the corpus folder
-    return rows
-
-
-def _invalid_json(rows: list[dict[str, Any]]) -> list[Any]:
-    return [rows[0], '{"id": "broken", "source": ', rows[2]]
-
-
-MANIFEST_CASES: dict[str, tuple[Callable[[list[dict[str, Any]]], list[Any]], str]] = {
-    "duplicate_id": (_dup_id, "duplicate id"),
-    "unknown_target": (_unknown_target, "unknown target"),
-    "missing_source_file": (_missing_source, "file not found"),
-    "path_escapes_manifest_folder": (_escapes, "leaves the manifest"),
-    "invalid_json_line": (_invalid_json, "invalid JSON"),
-}
-
-
-def _bad_manifest(tmp_path: Path, case: str) -> Path:
-    rows = _three_rows()
-    root = tmp_path / "corpus"
-    root.mkdir()
-    _copy_references(root, rows)
-    shutil.copyfile(FIXTURES / rows[0]["source"], tmp_path / "outside.jpg")
-    return _write_jsonl(root / "manifest.jsonl", MANIFEST_CASES[case][0](rows))
-
-
-@pytest.mark.parametrize("case", list(MANIFEST_CASES))
-def test_manifest_problem_is_refused_before_any_work(tmp_path: Path, case: str, no_work: None) -> None:
-    manifest = _bad_manifest(tmp_path, case)
-    edits = tmp_path / "edits"
-    edits.mkdir()
-    out = tmp_path / "out"
-    with pytest.raises(ManifestError) as info:
-        _score(manifest, edits, tmp_path, out=out)
-    problems = info.value.problems
-    assert [p.row for p in problems] == [2], [str(p) for p in problems]  # only the bad row, by number
-    assert MANIFEST_CASES[case][1].lower() in problems[0].message.lower(), problems[0].message
-    assert "row 2" in str(info.value)
-    assert not out.exists() and not (tmp_path / "features.sqlite").exists()
-
-
-def test_path_outside_the_manifest_folder_is_accepted_when_allowed(tmp_path: Path, no_work: None) -> None:
-    manifest = _bad_manifest(tmp_path, "path_escapes_manifest_folder")
-    man = read_manifest(manifest, allow_outside=True)
-    assert man.triplets[1].source == (tmp_path / "outside.jpg").resolve()
-    edits = tmp_path / "edits"
-    edits.mkdir()
-    with pytest.raises(_WorkStarted):  # validation passed: `score` went on to start its workers
-        _score(manifest, edits, tmp_path, allow_outside=True)
-
-
-def test_two_edit_files_for_one_id_are_refused(tmp_path: Path, no_work: None) -> None:
-    rows = _three_rows()
-    manifest = _corpus(tmp_path / "corpus", rows)
-    edits = tmp_path / "edits"
-    edits.mkdir()
-    dup = rows[1]["id"]
-    gt = _open_rgb(FIXTURES / rows[1]["ground_truth"])
-    gt.save(edits / f"{dup}.png")
-    gt.save(edits / f"{dup}.jpg")
-    shutil.copyfile(FIXTURES / rows[0]["ground_truth"], edits / f"{rows[0]['id']}.jpg")
-    out = tmp_path / "out"
-    with pytest.raises(ManifestError) as info:
-        _score(manifest, edits, tmp_path, out=out)
-    problems = info.value.problems
-    assert [(p.row, p.id) for p in problems] == [(2, dup)]
-    assert f"{dup}.png" in problems[0].message and f"{dup}.jpg" in problems[0].message
-    assert "row 2" in str(info.value)
-    assert not out.exists() and not (tmp_path / "features.sqlite").exists()
-
-
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_manifest_saved_with_a_utf8_bom_loads(tmp_path: Path, fmt: str) -> None:
-    """Excel's "CSV UTF-8" and Windows Notepad write a byte-order mark before the first column name."""
-    rows = _three_rows()
-    _copy_references(tmp_path, rows)
-    path = tmp_path / f"manifest.{fmt}"
-    with open(path, "w", encoding="utf-8-sig", newline="") as fh:
-        if fmt == "csv":
-            writer = csv.DictWriter(fh, fieldnames=list(REQUIRED))
-            writer.writeheader()
-            writer.writerows({k: r[k] for k in REQUIRED} for r in rows)
-        else:
-            fh.writelines(json.dumps(r) + "\n" for r in rows)
-    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
-    man = read_manifest(path)
-    assert [t.id for t in man] == [r["id"] for r in rows]
 
 
 # ----------------------------------------------------------------------------------------------

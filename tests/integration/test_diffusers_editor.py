@@ -23,7 +23,7 @@ from fedbench.editors import build_editor, load_editor_config  # noqa: E402
 from fedbench.editors.base import EditRequest, EditStatus  # noqa: E402
 from fedbench.editors.config import EditorConfigError  # noqa: E402
 from fedbench.editors.diffusers_editor import DiffusersEditor, DiffusersLoadError  # noqa: E402
-from fedbench.editors.tiny import build_tiny_instruct_pix2pix  # noqa: E402
+from fedbench.testing.tiny_pipeline import build_tiny_instruct_pix2pix  # noqa: E402
 
 pytestmark = [pytest.mark.slow,
               # diffusers' schedulers call np.array on tensors the numpy-2 way it warns about; not ours

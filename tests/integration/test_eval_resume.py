@@ -16,6 +16,8 @@ import pytest
 
 from fedbench.evaluate import RunFolderError, evaluate
 
+from conftest import manifest_rows, write_absolute_manifest
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N = 8
@@ -37,14 +39,11 @@ EDITOR_PROGRAM = """
 
 @pytest.fixture()
 def setup(tmp_path: Path, pixelsmile: Path) -> dict[str, Path]:
-    rows = [json.loads(line) for line in (pixelsmile / "triplets.jsonl").read_text().splitlines()]
+    rows = manifest_rows(pixelsmile)
     plain = [r for r in rows if not r["id"].endswith(("-to-fear", "-to-disgust"))]
     picked = plain[::3][:N - 2] + [next(r for r in rows if r["id"].endswith(end)) for end in ("-to-fear", "-to-disgust")]
     assert len({r["id"] for r in picked}) == N
-    manifest = tmp_path / "bench.jsonl"
-    manifest.write_text("".join(json.dumps({**r, "source": str(pixelsmile / r["source"]),
-                                            "ground_truth": str(pixelsmile / r["ground_truth"])}) + "\n"
-                                for r in picked))
+    manifest = write_absolute_manifest(pixelsmile, picked, tmp_path / "bench.jsonl")
     program = tmp_path / "slow_editor.py"
     program.write_text(textwrap.dedent(EDITOR_PROGRAM))
     config = tmp_path / "slow.yaml"

@@ -103,7 +103,7 @@ def test_ray_run_equals_the_local_run_warp(ray_local, bench: Path, cache: Path, 
 
 def test_ray_run_equals_the_local_run_tiny_diffusers(ray_local, bench: Path, cache: Path, tmp_path: Path) -> None:
     pytest.importorskip("diffusers", reason="the diffusers extra is not installed")
-    from fedbench.editors.tiny import build_tiny_instruct_pix2pix
+    from fedbench.testing.tiny_pipeline import build_tiny_instruct_pix2pix
 
     pipe = build_tiny_instruct_pix2pix(tmp_path / "pipe")
     config = EditorConfig(name="tiny-ip2p", adapter="diffusers",

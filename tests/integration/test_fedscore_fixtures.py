@@ -16,7 +16,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from fedbench.data.manifest import read_manifest
-from fedbench.editors.probes import pixel_blend_files
+from fedbench.testing.probe_files import pixel_blend_files
 from fedbench.scoring.runner import score
 
 pytestmark = pytest.mark.integration

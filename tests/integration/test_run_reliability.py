@@ -20,6 +20,8 @@ from fedbench.cli import app
 from fedbench.store import atomic
 from fedbench.store.lock import LOCK_NAME
 
+from conftest import manifest_rows, write_absolute_manifest
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SLOW_EDITOR = """
@@ -33,11 +35,7 @@ SLOW_EDITOR = """
 
 @pytest.fixture()
 def bench(tmp_path: Path, pixelsmile: Path) -> dict[str, Path]:
-    rows = [json.loads(line) for line in (pixelsmile / "triplets.jsonl").read_text().splitlines()][:3]
-    manifest = tmp_path / "bench.jsonl"
-    manifest.write_text("".join(json.dumps({**r, "source": str(pixelsmile / r["source"]),
-                                            "ground_truth": str(pixelsmile / r["ground_truth"])}) + "\n"
-                                for r in rows))
+    manifest = write_absolute_manifest(pixelsmile, manifest_rows(pixelsmile)[:3], tmp_path / "bench.jsonl")
     program = tmp_path / "slow_editor.py"
     program.write_text(textwrap.dedent(SLOW_EDITOR))
     config = tmp_path / "slow.yaml"
@@ -70,12 +68,21 @@ def test_full_disk_mid_run_is_one_message_then_resumes(bench: dict[str, Path], m
     lines = [line for line in result.stderr.splitlines() if line.strip() and "disk full" in line]
     assert len(lines) == 1 and "summary.json" in lines[0] and "Traceback" not in result.stderr
     assert not (out / "summary.json").exists() and _temps(out) == []
-    monkeypatch.setattr(atomic.os, "replace", real_replace)
+    replaced: list[str] = []
+
+    def recording(src: object, dst: object) -> None:
+        replaced.append(Path(str(dst)).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", recording)
 
     result = CliRunner().invoke(app, _args(bench, out, "--resume"))
     assert result.exit_code == 0, result.stderr
+    # each file written once, by the step that owns it (the scorer), with the editor's provenance in it
+    assert replaced.count("summary.json") == 1 and replaced.count("run.json") == 1, replaced
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_samples"] == 3
+    assert summary["editor"]["editor"] == json.loads((out / "eval.json").read_text())["editor"]
     assert json.loads((out / "run.json").read_text())["generation"]["reused"] == 3  # nothing generated twice
     assert _temps(out) == []
 

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from fedbench.editors import EditRequest, EditStatus, build_editor, load_editor_config  # noqa: E402
-from fedbench.editors.tiny import build_tiny_instruct_pix2pix  # noqa: E402
+from fedbench.testing.tiny_pipeline import build_tiny_instruct_pix2pix  # noqa: E402
 from fedbench.train.lora import LORA_FILE, LoraTrainConfig, LoraTrainError, train_lora  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -22,7 +22,7 @@ from fedbench.data.manifest import Manifest, read_manifest
 from fedbench.labels import EXPRESSIONS
 from fedbench.report.compare import CompareError, compare_runs, paired_bootstrap
 from fedbench.report.runs import load_run
-from fedbench.report.synthetic import Behaviour, synthetic_rows, write_run
+from fedbench.testing.synthetic_runs import Behaviour, synthetic_rows, write_run
 
 
 def _samples(n: int, prefix: str = "s") -> list[tuple[str, str]]:

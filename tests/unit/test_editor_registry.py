@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fedbench.editors import EditRequest, EditResult, Editor, build_editor, load_editor_config, register_editor
+from fedbench.editors import (DuplicateEditorError, EditRequest, EditResult, Editor, build_editor, load_editor_config,
+                              register_editor)
 from fedbench.editors.config import EditorConfigError, parse_editor_args, resolved_hash, sample_seed
 from fedbench.editors.registry import UnknownEditorError, available_editors, get_editor_class
 
@@ -90,6 +91,29 @@ def test_register_decorator_makes_an_editor_buildable() -> None:
     assert isinstance(editor, ConstantEditor)
     with pytest.raises(TypeError):
         register_editor("not-an-editor")(object)  # type: ignore[arg-type]
+
+
+def test_a_taken_name_is_refused_and_the_first_class_kept() -> None:
+    class Impostor(ConstantEditor):
+        pass
+
+    with pytest.raises(DuplicateEditorError, match=r"'test-constant' is already registered.*ConstantEditor"):
+        register_editor("test-constant")(Impostor)
+    with pytest.raises(DuplicateEditorError, match="the built-in fedbench.editors.probes:OracleEditor"):
+        register_editor("oracle")(Impostor)
+    assert get_editor_class("test-constant") is ConstantEditor
+    assert "Impostor" not in {c.__name__ for c in (get_editor_class("oracle"), get_editor_class("test-constant"))}
+    register_editor("test-constant")(ConstantEditor)  # the same class again: no error, nothing changes
+    assert get_editor_class("test-constant") is ConstantEditor
+
+
+def test_looking_up_an_editor_leaves_its_class_unchanged() -> None:
+    from fedbench.editors.probes import OracleEditor
+
+    before = dict(vars(OracleEditor))
+    assert get_editor_class("oracle") is OracleEditor
+    assert get_editor_class("oracle") is OracleEditor
+    assert dict(vars(OracleEditor)) == before and "adapter" not in vars(ConstantEditor)
 
 
 def test_entry_point_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

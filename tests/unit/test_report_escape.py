@@ -17,7 +17,7 @@ from PIL import Image
 
 from fedbench.report.html import build_report
 from fedbench.report.runs import load_runs
-from fedbench.report.synthetic import Behaviour, synthetic_rows, write_run
+from fedbench.testing.synthetic_runs import Behaviour, synthetic_rows, write_run
 
 EVIL_INSTRUCTION = 'Make them happy </script><script>alert("x")</script> & "smile" \'wide\' <b>now</b>'
 # Ids name files, so they cannot hold <>"/ (not valid on every OS; the manifest refuses them):

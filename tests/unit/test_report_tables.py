@@ -19,7 +19,7 @@ from fedbench.cli import app
 from fedbench.labels import EXPRESSIONS
 from fedbench.report import tables
 from fedbench.report.runs import RunError, load_run, load_runs
-from fedbench.report.synthetic import Behaviour, synthetic_rows, write_run
+from fedbench.testing.synthetic_runs import Behaviour, synthetic_rows, write_run
 
 DIMS = ("fed", "alignment", "fidelity", "reg")
 BEHAVIOURS = {

@@ -35,7 +35,6 @@ class ImageReadError(ValueError):
 @dataclass(frozen=True)
 class DecodedImage:
     rgb: np.ndarray  # H x W x 3 uint8, at most `max_side` on the long side
-    original_size: tuple[int, int]  # (width, height) as stored in the file
 
 
 def _plain(exc: BaseException) -> str:
@@ -143,7 +142,7 @@ def decode_image(data: bytes, max_side: int = 1024) -> DecodedImage:
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    return DecodedImage(rgb=np.ascontiguousarray(rgb), original_size=(width, height))
+    return DecodedImage(rgb=np.ascontiguousarray(rgb))
 
 
 def grey_view(rgb: np.ndarray, long_side: int = 512, size: tuple[int, int] | None = None) -> np.ndarray:

@@ -7,9 +7,10 @@ adapters for diffusers pipelines, OpenAI-compatible image APIs, external command
 
 from fedbench.editors.base import EditRequest, EditResult, Editor, EditStatus
 from fedbench.editors.config import EditorConfig, load_editor_config
-from fedbench.editors.registry import available_editors, build_editor, get_editor_class, register_editor
+from fedbench.editors.registry import (DuplicateEditorError, available_editors, build_editor, get_editor_class,
+                                       register_editor)
 
 __all__ = [
-    "EditRequest", "EditResult", "EditStatus", "Editor", "EditorConfig", "available_editors", "build_editor",
-    "get_editor_class", "load_editor_config", "register_editor",
+    "DuplicateEditorError", "EditRequest", "EditResult", "EditStatus", "Editor", "EditorConfig",
+    "available_editors", "build_editor", "get_editor_class", "load_editor_config", "register_editor",
 ]

@@ -76,13 +76,13 @@ class EditResult:
 
 
 class Editor(ABC):
-    """Subclass, set `adapter` and `version`, implement `edit`; register with @register_editor.
+    """Subclass, set `version`, implement `edit`; register with @register_editor("name") (the name is
+    the config's `adapter`; the registry never modifies the class).
 
     `version` names the behaviour: bump it when the same parameters would give different images,
     so cached generations are not reused across it.
     """
 
-    adapter: ClassVar[str]
     version: ClassVar[str] = "1"
     description: ClassVar[str] = ""
     reads_ground_truth: ClassVar[bool] = False  # probes only: marked in provenance

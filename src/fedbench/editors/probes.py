@@ -5,11 +5,9 @@ Probes read the ground truth, which no real editor may: provenance marks them (`
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from PIL import Image
 
 from fedbench.editors.base import EditRequest, EditResult, Editor
 
@@ -19,13 +17,6 @@ def pixel_blend(source: np.ndarray, ground_truth: np.ndarray, k: float) -> np.nd
     s = source.astype(np.float64)
     g = ground_truth.astype(np.float64)
     return np.clip(s + k * (g - s), 0, 255).round().astype(np.uint8)
-
-
-def pixel_blend_files(source: Path, ground_truth: Path, k: float, dest: Path) -> None:
-    """pixel_blend on two image files (same size), written losslessly to `dest`."""
-    s = np.asarray(Image.open(source).convert("RGB"))
-    g = np.asarray(Image.open(ground_truth).convert("RGB"))
-    Image.fromarray(pixel_blend(s, g, k)).save(dest)
 
 
 class IdentityEditor(Editor):

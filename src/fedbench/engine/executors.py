@@ -15,9 +15,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterable, Iterator, Protocol
 
+from fedbench.cpus import default_workers
 from fedbench.engine.faults import process_with_retries
 from fedbench.engine.stage import Outcome, Record, Rejected, Stage
 
+# Set once in each pool worker process by `_init` (the pool's initializer) and never in the parent:
+# a spawned worker's module is the only place its set-up stage (loaded models) can wait between calls.
 _STAGE: Stage | None = None
 
 
@@ -66,7 +69,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, workers: int | None = None, in_flight: int = 32) -> None:
-        self.workers = workers if workers is not None else (len(os.sched_getaffinity(0)) or 1)
+        self.workers = workers if workers is not None else default_workers()
         self.in_flight = in_flight
 
     def _pool(self, stage: Stage, workers: int) -> ProcessPoolExecutor:

@@ -36,7 +36,7 @@ from fedbench.engine.stages.source_label import SourceLabel
 from fedbench.engine.stages.split import split
 from fedbench.engine.stages.targets import TargetChoice
 from fedbench.engine.stages.verify import Verify
-from fedbench.scoring.runner import _progress
+from fedbench.progress import progress_bar
 from fedbench.store.atomic import atomic_open, copy_atomic, write_json_atomic, write_text_atomic
 from fedbench.store.journal import Journal, iter_rows, repair
 from fedbench.store.lock import folder_lock
@@ -248,7 +248,7 @@ def _build_locked(src_paths: list[Path], out: Path, config: BuildConfig, executo
     ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
     counts: list[StageCount] = []
     try:
-        with _progress(progress, console) as bar:
+        with progress_bar(progress, console) as bar:
             previous: str | None = None
             total: int | None = None
             for cls in STAGES:

@@ -101,6 +101,9 @@ PROTOTYPES: dict[str, tuple[str, ...]] = {
 }
 
 
+PROTOTYPE_VERSION = "emfacs-v1"  # the prototype table above; provenance reports it
+
+
 @dataclass
 class BlendshapePrototype:
     """Cosine match of the action-unit activation pattern against EMFACS prototypes.
@@ -116,7 +119,7 @@ class BlendshapePrototype:
     sharpness: float = 6.0
     intensity_scale: float = 1.0
     name: str = "blendshape-prototype"
-    version: str = "emfacs-v1"
+    version: str = PROTOTYPE_VERSION
     _matrix: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from fedbench.faces.geometry import aligned_crop
 from fedbench.faces.runtime import OpenVinoNetwork, Runtime
 from fedbench.models.store import artifact_path, derived_file, sha256_of
-
-
-class IdentityBackbone(Protocol):
-    name: str
-    version: str
-    threshold: float  # cosine below which two faces are different people (c0 in FED-Score)
-
-    def embed(self, rgb: np.ndarray, landmarks_px: np.ndarray) -> np.ndarray: ...
 
 
 def _dequantize_block(q: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int) -> np.ndarray:

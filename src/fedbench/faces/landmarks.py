@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,11 +36,15 @@ class FaceLandmarker:
         )
         with filtered_native_stderr():
             landmarker = vision.FaceLandmarker.create_from_options(options)
-        # MediaPipe's __del__ calls close(), which raises when it runs during interpreter shutdown
-        # (its dispatcher pool is gone by then). The process is ending and frees everything, so a
-        # landmarker that was not closed explicitly is let go silently instead.
-        landmarker.__class__ = type("FedbenchFaceLandmarker", (type(landmarker),), {"__del__": lambda _self: None})
         self._landmarker = landmarker
+        # MediaPipe's __del__ calls close(), which raises when it runs during interpreter teardown: its
+        # dispatcher's thread pool is shut down by then. So it is closed earlier, once: on close(), when
+        # this wrapper is collected (the finalizer), or at exit before thread pools shut down (the
+        # hook threading runs ahead of them; atexit would be too late). MediaPipe's close() is
+        # idempotent, so its own __del__ then does nothing.
+        self._finalizer = weakref.finalize(self, landmarker.close)
+        self._finalizer.atexit = False
+        threading._register_atexit(self._finalizer)  # type: ignore[attr-defined]
         self._warm = False
 
     def detect(self, rgb: np.ndarray) -> list[FaceObservation]:
@@ -65,6 +71,5 @@ class FaceLandmarker:
         return faces
 
     def close(self) -> None:
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
+        self._finalizer()  # closes the landmarker once; later calls do nothing
+        self._landmarker = None

@@ -8,17 +8,13 @@ each pair to the same outputs on real faces. The small fer CNN always runs on ai
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
 from fedbench.faces.native_logs import filtered_native_stderr
 
 Runtime = Literal["openvino", "reference"]
-
-
-class Network(Protocol):
-    def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
 
 class OpenVinoNetwork:

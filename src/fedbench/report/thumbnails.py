@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from fedbench.cpus import default_workers
 from fedbench.paths import cache_root
 
 THUMB_SIZE = 160
@@ -71,7 +72,7 @@ class Thumbnails:
         self.dir = out_dir / "thumbs"
         self.cache = (cache_dir or default_cache_dir()) / str(size)
         self.size = size
-        self.workers = workers or min(4, os.cpu_count() or 1)
+        self.workers = workers or min(4, default_workers())
         self.stats = ThumbnailStats()
         self._by_path: dict[Path, str | None] = {}
         self._by_key: dict[str, str | None] = {}

@@ -26,7 +26,9 @@ def backbones_used(config: PerceptionConfig) -> dict[str, Any]:
     if config.identity == "arcface-onnx":
         models["arcface-onnx"] = {"path": str(config.identity_model), "licence": "user-supplied"}
     if "blendshape-prototype" in config.emotion_members:
-        models["blendshape-prototype"] = {"version": "emfacs-v1", "licence": "part of fedbench"}
+        from fedbench.faces.emotion import PROTOTYPE_VERSION
+
+        models["blendshape-prototype"] = {"version": PROTOTYPE_VERSION, "licence": "part of fedbench"}
     if config.emotion_head == "fusion-v1":
         from fedbench.faces.fusion import load_head
 

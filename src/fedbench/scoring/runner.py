@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
-import os
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -19,12 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from fedbench.cpus import default_workers  # noqa: F401  (re-exported: meta.run imports it from here)
 from fedbench.data.manifest import Manifest, read_manifest
 from fedbench.faces.perception import PerceptionConfig
 from fedbench.metrics.fedscore import FEDSCORE_VERSION, SUPPORTED_VERSIONS, FEDScore
 from fedbench.paths import features_db
+from fedbench.progress import progress_bar
 from fedbench.scoring import worker
 from fedbench.scoring.edits import find_edits
 from fedbench.scoring.provenance import backbones_used
@@ -39,10 +39,6 @@ class ScoreResult:
     summary: dict[str, Any]
     out: Path | None
     timings: dict[str, float]
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 @contextmanager
@@ -64,15 +60,6 @@ def _executor(workers: int, config: PerceptionConfig, cache_path: Path) -> Itera
         # Workers start lazily; wait until each has loaded its backbones so start-up is timed apart.
         list(pool.map(worker.ready, range(workers)))
         yield lambda fn, items, chunksize=1: pool.map(fn, items, chunksize=chunksize)
-
-
-def _progress(enabled: bool, console: Console) -> Progress | nullcontext:
-    if not enabled:
-        return nullcontext()
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), console=console, transient=False,
-    )
 
 
 def _advance(progress: Any, task: Any, items: Iterable) -> Iterator:
@@ -148,11 +135,16 @@ def score(
     version: str = FEDSCORE_VERSION,
     generation: dict[str, tuple[str, str | None]] | None = None,
     wait: bool = False,
+    provenance: dict[str, Any] | None = None,
+    run_extra: dict[str, Any] | None = None,
 ) -> ScoreResult:
     """Score every triplet of `manifest` against the edited images in `edits`.
 
     `generation` maps sample ids whose editor produced no image to (status, reason): "refused"
     (excluded from the means, counted) or "generation_failed" (an edit failure, scored 0).
+    `provenance` (what made the edits: the editor, its version and parameters) is written into
+    summary.json under "editor"; `run_extra` (how this run got its edits: timings, reuse) into run.json.
+    Each file is written once, here.
 
     Raises ManifestError (naming each bad row) before any work when the manifest or the edits
     folder is malformed. Every triplet ends with a row: a score, or a named status. `out` is locked
@@ -171,7 +163,7 @@ def score(
     FeatureCache(cache_path).close()  # create the database before readers open it (and check the path)
     with folder_lock(out_dir, wait=wait, on_wait=lambda m: console.print(f"[yellow]{m}")) if out_dir else nullcontext():
         return _score_locked(man, edits, edit_paths, out_dir, cache_path, config, workers, progress, n_bootstrap,
-                             console, version, generation)
+                             console, version, generation, provenance, run_extra)
 
 
 def check_out_folder(out: Path | None) -> None:
@@ -183,7 +175,8 @@ def check_out_folder(out: Path | None) -> None:
 def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path | None], out_dir: Path | None,
                   cache_path: Path, config: PerceptionConfig, workers: int | None, progress: bool,
                   n_bootstrap: int, console: Console, version: str,
-                  generation: dict[str, tuple[str, str | None]] | None) -> ScoreResult:
+                  generation: dict[str, tuple[str, str | None]] | None, provenance: dict[str, Any] | None,
+                  run_extra: dict[str, Any] | None) -> ScoreResult:
     workers = default_workers() if workers is None else workers
     workers = max(1, min(workers, len(man.triplets)))
     timings: dict[str, float] = {}
@@ -194,7 +187,7 @@ def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path |
     rows: list[dict[str, Any]] = []
     cache = FeatureCache(cache_path)
     t0 = time.perf_counter()
-    with _executor(workers, config, cache_path) as pmap, _progress(progress, console) as bar:
+    with _executor(workers, config, cache_path) as pmap, progress_bar(progress, console) as bar:
         timings["startup_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         ref_task = bar.add_task("sources + ground truths", total=len(references)) if bar else None
@@ -243,11 +236,13 @@ def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path |
         "perception": config.model_dump(mode="json"),
         "backbones": backbones_used(config),
     }
+    if provenance is not None:
+        summary["editor"] = provenance
     if out_dir:
         write_json_atomic(out_dir / "summary.json", summary, indent=2, ensure_ascii=False)
         timings["total_s"] = time.perf_counter() - t0
         run_info = {"workers": workers, "feature_cache": str(cache_path), "timings": timings,
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(run_extra or {})}
         write_json_atomic(out_dir / "run.json", run_info, indent=2)
     timings["total_s"] = time.perf_counter() - t0
     return ScoreResult(samples=rows, summary=summary, out=out_dir, timings=timings)

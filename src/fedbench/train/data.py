@@ -39,6 +39,34 @@ class Folds:
     reason: str
 
 
+def warp_checkpoint_inputs(data: str | Path | Manifest, out: str | Path, columns: dict[str, str] | None,
+                           allow_outside: bool, overwrite: bool) -> tuple[Path, Manifest]:
+    """The output folder (refused when it already holds a warp checkpoint, unless `overwrite`) and the
+    training manifest (read and checked here unless given already read)."""
+    out = Path(out)
+    if (out / "checkpoint.json").exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds a warp checkpoint; pass --overwrite to replace it")
+    manifest = data if isinstance(data, Manifest) else load_training_manifest(data, columns, allow_outside)
+    return out, manifest
+
+
+def unusable_pair(source: object, ground_truth: object) -> str | None:
+    """The skip reason of a pair whose source or ground truth was perceived as a problem string ("no face"
+    or why it is unreadable) instead of a face; None when both are usable."""
+    if isinstance(source, str):
+        return "no_face_source" if source == "no face" else "unreadable_source"
+    if isinstance(ground_truth, str):
+        return "no_face_ground_truth" if ground_truth == "no face" else "unreadable_ground_truth"
+    return None
+
+
+def note_skip(skipped: Counter, skipped_rows: list[dict[str, Any]], t: Triplet, reason: str | None) -> None:
+    """Count a skipped row by reason and keep its id and row number (the commands report both)."""
+    if reason:
+        skipped[reason] += 1
+        skipped_rows.append({"id": t.id, "row": t.row, "reason": reason})
+
+
 def group_of(identity: str | None, source: str | Path | None) -> str:
     """The group a training pair belongs to for held-out validation: its person (`identity`), else its
     source image. Never the pair itself: two pairs from one source photo (or one person) on both sides

@@ -399,20 +399,10 @@ def _release() -> None:
         torch.cuda.empty_cache()
 
 
-def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResult:
+def _check_options(cfg: LoraTrainConfig) -> None:
+    """Refuse bad options before any data or model is read."""
     import torch
-    import torch.nn.functional as F
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, is_tensorboard_available, set_seed
-    from diffusers import StableDiffusionInstructPix2PixPipeline
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import cast_training_params
-    from diffusers.utils import convert_unet_state_dict_to_peft
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-    console = console or Console(stderr=True)
-    t_start = time.perf_counter()
     for name, value, low in (("--max-steps", cfg.max_steps, 1), ("--batch-size", cfg.batch_size, 1),
                              ("--grad-accum", cfg.grad_accum, 1), ("--rank", cfg.rank, 1),
                              ("--resolution", cfg.resolution, 8), ("--checkpoint-every", cfg.checkpoint_every, 1)):
@@ -432,7 +422,22 @@ def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResul
     except (KeyError, IndexError, ValueError) as exc:
         raise LoraTrainError(f"--prompt-template {cfg.prompt_template!r}: unknown placeholder {exc}") from exc
 
-    # --- data (errors name the file and the row, before any model loads) ---
+
+@dataclass
+class _TrainData:
+    """The training and validation rows, and what was skipped (with row numbers) on the way."""
+
+    manifest: Manifest
+    train: list[Triplet]
+    val: list[Triplet]
+    val_manifest: Manifest
+    val_mode: str
+    skipped: Counter
+    skipped_rows: list[dict[str, Any]]
+
+
+def _load_data(cfg: LoraTrainConfig, console: Console) -> _TrainData:
+    """Read and check the data; errors name the file and the row, before any model loads."""
     manifest = load_training_manifest(cfg.data, cfg.columns, cfg.allow_outside)
     rows, skipped, skipped_rows = check_images(manifest.triplets)
     for reason, n in sorted(skipped.items()):
@@ -446,20 +451,63 @@ def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResul
         val_manifest = Manifest(manifest.path, manifest.root, val_rows)
     if not train_rows:
         raise LoraTrainError(f"{manifest.path}: no usable training rows (skipped: {dict(skipped)})")
+    return _TrainData(manifest, train_rows, val_rows, val_manifest, val_mode, skipped, skipped_rows)
 
-    use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
-    mixed = resolve_mixed_precision(cfg.mixed_precision, use_cuda)
-    alpha = float(cfg.alpha if cfg.alpha is not None else cfg.rank)
-    settings = {"base": cfg.base, "pipeline": cfg.pipeline, "data": str(manifest.path),
-                "data_sha256": sha256_of(manifest.path), "resolution": cfg.resolution, "batch_size": cfg.batch_size,
-                "grad_accum": cfg.grad_accum, "lr": cfg.lr, "lr_scheduler": cfg.lr_scheduler,
-                "warmup_steps": cfg.warmup_steps, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
-                "rank": cfg.rank, "alpha": alpha, "target_modules": list(cfg.target_modules),
-                "conditioning_dropout": cfg.conditioning_dropout, "seed": cfg.seed, "random_flip": cfg.random_flip,
-                "prompt_template": cfg.prompt_template, "mixed_precision": mixed,
-                "gradient_checkpointing": cfg.gradient_checkpointing, "max_steps": cfg.max_steps,
-                "val_ids": [t.id for t in val_rows], "val_mode": val_mode}
-    resume_from = _prepare_out(cfg, settings)
+
+def _settings(cfg: LoraTrainConfig, data: _TrainData, mixed: str) -> dict[str, Any]:
+    """What the run was trained with (training.json); `--resume` compares the `_RESUME_KEYS` of it."""
+    return {"base": cfg.base, "pipeline": cfg.pipeline, "data": str(data.manifest.path),
+            "data_sha256": sha256_of(data.manifest.path), "resolution": cfg.resolution, "batch_size": cfg.batch_size,
+            "grad_accum": cfg.grad_accum, "lr": cfg.lr, "lr_scheduler": cfg.lr_scheduler,
+            "warmup_steps": cfg.warmup_steps, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
+            "rank": cfg.rank, "alpha": float(cfg.alpha if cfg.alpha is not None else cfg.rank),
+            "target_modules": list(cfg.target_modules),
+            "conditioning_dropout": cfg.conditioning_dropout, "seed": cfg.seed, "random_flip": cfg.random_flip,
+            "prompt_template": cfg.prompt_template, "mixed_precision": mixed,
+            "gradient_checkpointing": cfg.gradient_checkpointing, "max_steps": cfg.max_steps,
+            "val_ids": [t.id for t in data.val], "val_mode": data.val_mode}
+
+
+@dataclass
+class _Model:
+    """The accelerator, the frozen parts, the LoRA-carrying UNet and what trains it."""
+
+    accelerator: Any
+    trackers: str | None
+    weight_dtype: Any
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    noise_scheduler: Any
+    params: list[Any]
+    optimizer: Any
+    lr_scheduler: Any
+    rng: SamplingRNG
+
+    @property
+    def device(self) -> Any:
+        return self.accelerator.device
+
+    def save_lora(self, directory: Path) -> Path:
+        from diffusers import StableDiffusionInstructPix2PixPipeline
+        from peft.utils import get_peft_model_state_dict
+
+        directory.mkdir(parents=True, exist_ok=True)
+        StableDiffusionInstructPix2PixPipeline.save_lora_weights(
+            directory, unet_lora_layers=get_peft_model_state_dict(self.accelerator.unwrap_model(self.unet)))
+        return directory
+
+
+def _load_model(cfg: LoraTrainConfig, mixed: str, use_cuda: bool, alpha: float) -> _Model:
+    """The accelerator (seeded), the pipeline's parts in the training dtype, the LoRA adapter on the
+    UNet, optimizer and LR schedule, and the checkpoint hooks."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, is_tensorboard_available, set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import cast_training_params
+    from peft import LoraConfig
 
     trackers = "tensorboard" if is_tensorboard_available() else None
     accelerator = Accelerator(
@@ -468,15 +516,13 @@ def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResul
     set_seed(cfg.seed)  # python, numpy, torch: the LoRA's initial weights
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mixed]
     parts = _load_components(cfg, weight_dtype)
-    unet, vae, text_encoder, tokenizer = parts["unet"], parts["vae"], parts["text_encoder"], parts["tokenizer"]
-    noise_scheduler = parts["noise_scheduler"]
+    unet, vae, text_encoder = parts["unet"], parts["vae"], parts["text_encoder"]
     for m in (unet, vae, text_encoder):
         m.requires_grad_(False)
     vae.eval()
     text_encoder.eval()
-    device = accelerator.device
     for m in (unet, vae, text_encoder):
-        m.to(device)
+        m.to(accelerator.device)
     try:
         unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=alpha, init_lora_weights="gaussian",
                                     target_modules=list(cfg.target_modules)))
@@ -499,9 +545,20 @@ def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResul
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
     rng = SamplingRNG(cfg.seed)
     accelerator.register_for_checkpointing(rng)
+    _register_checkpoint_hooks(accelerator)
+    return _Model(accelerator, trackers, weight_dtype, unet, vae, text_encoder, parts["tokenizer"],
+                  parts["noise_scheduler"], params, optimizer, lr_scheduler, rng)
 
-    # Checkpoints hold the adapter only (a few MB), not the frozen UNet: accelerate's hooks hand the
-    # models to us, we write and read them in the pipeline's LoRA format.
+
+def _register_checkpoint_hooks(accelerator: Any) -> None:
+    """Checkpoints hold the adapter only (a few MB), not the frozen UNet: accelerate's hooks hand the
+    models to us, we write and read them in the pipeline's LoRA format."""
+    import torch
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+    from diffusers.training_utils import cast_training_params
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
     def save_hook(models: list[Any], weights: list[Any], output_dir: str) -> None:
         for m in models:
             StableDiffusionInstructPix2PixPipeline.save_lora_weights(
@@ -523,86 +580,105 @@ def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResul
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
 
+
+def _resume(model: _Model, cfg: LoraTrainConfig, resume_from: Path | None, console: Console) -> int:
+    """Load the checkpoint (if any) and cut the logs back to it; returns the step to start from."""
     start_step = 0
     if resume_from is not None:
-        accelerator.load_state(str(resume_from))
+        model.accelerator.load_state(str(resume_from))
         start_step = int(json.loads((resume_from / STATE_FILE).read_text())["step"])
         for name in ("train_log.csv", "validation.csv"):
             _truncate_csv(cfg.out / name, start_step)
         console.print(f"resumed from {resume_from} (step {start_step})")
     if start_step >= cfg.max_steps:
         raise LoraTrainError(f"--resume: the run is already at step {start_step} >= --max-steps {cfg.max_steps}")
+    return start_step
 
-    meta = {"trainer": TRAINER, "trainer_version": TRAINER_VERSION, "settings": settings,
-            "data": {"rows": len(manifest), "train": len(train_rows), "validation": len(val_rows),
-                     "skipped": dict(skipped), "skipped_rows": skipped_rows},
-            "libraries": _versions(), "lora_file": LORA_FILE,
-            "editor": {"adapter": "diffusers", "model": cfg.base, "pipeline": cfg.pipeline, "lora": str(cfg.out),
-                       "prompt_template": cfg.prompt_template}}
-    _write_json(cfg.out / "training.json", meta)
-    if trackers:
-        accelerator.init_trackers("fedbench-lora", config={k: v for k, v in settings.items()
-                                                           if isinstance(v, (int, float, str, bool))})
 
-    dataset = PairDataset(train_rows, cfg.resolution, cfg.prompt_template)
-    null_ids = tokenizer([""], max_length=tokenizer.model_max_length, padding="max_length", truncation=True,
-                         return_tensors="pt").input_ids.to(device)
+def _loss(model: _Model, cfg: LoraTrainConfig, batch: dict[str, Any], null_text: Any) -> Any:
+    """InstructPix2Pix's denoising loss on one batch; every random draw comes from `model.rng`."""
+    import torch
+    import torch.nn.functional as F
+
+    device, dtype, gen = model.device, model.weight_dtype, model.rng.generator
+    tokenizer, noise_scheduler = model.tokenizer, model.noise_scheduler
+    src = batch["source"].to(device, dtype=dtype)
+    tgt = batch["target"].to(device, dtype=dtype)
+    bsz = src.shape[0]
+    if cfg.random_flip:  # the same flip for S and G
+        flip = (torch.rand(bsz, generator=gen) < 0.5).to(device)[:, None, None, None]
+        src, tgt = torch.where(flip, src.flip(-1), src), torch.where(flip, tgt.flip(-1), tgt)
+    ids = tokenizer(list(batch["prompt"]), max_length=tokenizer.model_max_length, padding="max_length",
+                    truncation=True, return_tensors="pt").input_ids.to(device)
     with torch.no_grad():
-        null_text = text_encoder(null_ids)[0]
-    scaling = vae.config.scaling_factor
-    n_batches = math.ceil(len(dataset) / cfg.batch_size)
-    gen = rng.generator
+        latents = model.vae.encode(tgt).latent_dist.sample(generator=gen) * model.vae.config.scaling_factor
+        source_latents = model.vae.encode(src).latent_dist.mode()  # unscaled, as the pipeline feeds them
+        text = model.text_encoder(ids)[0]
+    noise = torch.randn(latents.shape, generator=gen, dtype=torch.float32).to(device, dtype=latents.dtype)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=gen).to(device)
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    if cfg.conditioning_dropout > 0:
+        p = cfg.conditioning_dropout
+        u = torch.rand(bsz, generator=gen).to(device)
+        drop_text = (u < 2 * p)[:, None, None]  # [0, 2p): text dropped ([0, p) both, [p, 2p) text only)
+        text = torch.where(drop_text, null_text.to(text.dtype), text)
+        keep_image = 1 - ((u >= p) & (u < 3 * p)).to(source_latents.dtype)  # [p, 3p): image dropped
+        source_latents = source_latents * keep_image[:, None, None, None]
+    if noise_scheduler.config.prediction_type == "epsilon":
+        target = noise
+    elif noise_scheduler.config.prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        raise LoraTrainError(f"unsupported prediction_type {noise_scheduler.config.prediction_type!r}")
+    pred = model.unet(torch.cat([noisy, source_latents], dim=1), timesteps, text, return_dict=False)[0]
+    return F.mse_loss(pred.float(), target.float(), reduction="mean")
 
-    def loss_of(batch: dict[str, Any]) -> Any:
-        src = batch["source"].to(device, dtype=weight_dtype)
-        tgt = batch["target"].to(device, dtype=weight_dtype)
-        bsz = src.shape[0]
-        if cfg.random_flip:  # the same flip for S and G
-            flip = (torch.rand(bsz, generator=gen) < 0.5).to(device)[:, None, None, None]
-            src, tgt = torch.where(flip, src.flip(-1), src), torch.where(flip, tgt.flip(-1), tgt)
-        ids = tokenizer(list(batch["prompt"]), max_length=tokenizer.model_max_length, padding="max_length",
-                        truncation=True, return_tensors="pt").input_ids.to(device)
-        with torch.no_grad():
-            latents = vae.encode(tgt).latent_dist.sample(generator=gen) * scaling
-            source_latents = vae.encode(src).latent_dist.mode()  # unscaled, as the pipeline feeds them
-            text = text_encoder(ids)[0]
-        noise = torch.randn(latents.shape, generator=gen, dtype=torch.float32).to(device, dtype=latents.dtype)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=gen).to(device)
-        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        if cfg.conditioning_dropout > 0:
-            p = cfg.conditioning_dropout
-            u = torch.rand(bsz, generator=gen).to(device)
-            drop_text = (u < 2 * p)[:, None, None]  # [0, 2p): text dropped ([0, p) both, [p, 2p) text only)
-            text = torch.where(drop_text, null_text.to(text.dtype), text)
-            keep_image = 1 - ((u >= p) & (u < 3 * p)).to(source_latents.dtype)  # [p, 3p): image dropped
-            source_latents = source_latents * keep_image[:, None, None, None]
-        if noise_scheduler.config.prediction_type == "epsilon":
-            target = noise
-        elif noise_scheduler.config.prediction_type == "v_prediction":
-            target = noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            raise LoraTrainError(f"unsupported prediction_type {noise_scheduler.config.prediction_type!r}")
-        pred = unet(torch.cat([noisy, source_latents], dim=1), timesteps, text, return_dict=False)[0]
-        return F.mse_loss(pred.float(), target.float(), reduction="mean")
 
-    def save_lora(directory: Path) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        StableDiffusionInstructPix2PixPipeline.save_lora_weights(
-            directory, unet_lora_layers=get_peft_model_state_dict(accelerator.unwrap_model(unet)))
-        return directory
+class _Validator:
+    """Validation passes: the LoRA saved at a step, generated and scored on the held-out rows."""
 
-    validation: list[dict[str, Any]] = []
+    def __init__(self, cfg: LoraTrainConfig, data: _TrainData, model: _Model, mixed: str, use_cuda: bool,
+                 console: Console) -> None:
+        self.cfg, self.data, self.model = cfg, data, model
+        self.mixed, self.use_cuda, self.console = mixed, use_cuda, console
+        self.rows: list[dict[str, Any]] = []
 
-    def validate(step: int) -> None:
-        if not val_rows:
+    def __call__(self, step: int) -> None:
+        if not self.data.val:
             return
-        vdir = cfg.out / "validation" / f"step-{step:06d}"
-        lora_dir = save_lora(vdir / "lora")
-        row = run_validation(cfg, val_manifest, lora_dir, vdir / "run", step, mixed, use_cuda, console)
-        validation.append(row)
-        _append_csv(cfg.out / "validation.csv", row)
-        if trackers:
-            accelerator.log({f"val/{k}": v for k, v in row.items() if k != "step" and v is not None}, step=step)
+        vdir = self.cfg.out / "validation" / f"step-{step:06d}"
+        lora_dir = self.model.save_lora(vdir / "lora")
+        row = run_validation(self.cfg, self.data.val_manifest, lora_dir, vdir / "run", step, self.mixed,
+                             self.use_cuda, self.console)
+        self.rows.append(row)
+        _append_csv(self.cfg.out / "validation.csv", row)
+        if self.model.trackers:
+            self.model.accelerator.log({f"val/{k}": v for k, v in row.items() if k != "step" and v is not None},
+                                       step=step)
+
+
+@dataclass
+class _LoopResult:
+    step: int
+    losses: list[float]
+    loop_s: float  # training time, checkpoints and validation excluded
+    peak_mb: float | None
+
+
+def _train_loop(cfg: LoraTrainConfig, model: _Model, data: _TrainData, start_step: int, validate: _Validator,
+                use_cuda: bool, console: Console) -> _LoopResult:
+    """Optimizer steps from `start_step` to `cfg.max_steps`: log each, checkpoint and validate on schedule."""
+    import torch
+
+    from fedbench.progress import progress_bar
+
+    accelerator, tokenizer = model.accelerator, model.tokenizer
+    dataset = PairDataset(data.train, cfg.resolution, cfg.prompt_template)
+    null_ids = tokenizer([""], max_length=tokenizer.model_max_length, padding="max_length", truncation=True,
+                         return_tensors="pt").input_ids.to(model.device)
+    with torch.no_grad():
+        null_text = model.text_encoder(null_ids)[0]
+    n_batches = math.ceil(len(dataset) / cfg.batch_size)
 
     losses: list[float] = []
     peak_mb = None
@@ -615,10 +691,9 @@ def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResul
     acc_loss, acc_n = 0.0, 0
     t_loop = time.perf_counter()
     overhead = 0.0  # seconds spent checkpointing and validating: not training speed
-    from fedbench.scoring.runner import _progress
 
-    unet.train()
-    with _progress(cfg.progress, console) as bar:
+    model.unet.train()
+    with progress_bar(cfg.progress, console) as bar:
         task = bar.add_task("LoRA", total=cfg.max_steps, completed=start_step) if bar else None
         while step < cfg.max_steps:
             epoch, skip = divmod(micro, n_batches)
@@ -627,14 +702,14 @@ def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResul
                 num_workers=cfg.dataloader_workers)
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:
-                with accelerator.accumulate(unet):
-                    loss = loss_of(batch)
+                with accelerator.accumulate(model.unet):
+                    loss = _loss(model, cfg, batch, null_text)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-                    optimizer.step()
-                    lr_scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
+                        accelerator.clip_grad_norm_(model.params, cfg.max_grad_norm)
+                    model.optimizer.step()
+                    model.lr_scheduler.step()
+                    model.optimizer.zero_grad(set_to_none=True)
                 micro += 1
                 acc_loss += float(loss.detach())
                 acc_n += 1
@@ -649,9 +724,9 @@ def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResul
                 losses.append(value)
                 elapsed = time.perf_counter() - t_loop
                 log_row = {"step": step, "epoch": epoch, "loss": round(value, 6),
-                           "lr": lr_scheduler.get_last_lr()[0], "seconds": round(elapsed, 3)}
+                           "lr": model.lr_scheduler.get_last_lr()[0], "seconds": round(elapsed, 3)}
                 _append_csv(cfg.out / "train_log.csv", log_row)
-                if trackers:
+                if model.trackers:
                     accelerator.log({"train/loss": value, "train/lr": log_row["lr"]}, step=step)
                 if bar:
                     bar.update(task, advance=1, description=f"LoRA loss {value:.4f}")
@@ -666,17 +741,49 @@ def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResul
     loop_s = time.perf_counter() - t_loop - overhead
     if use_cuda:
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
-    save_lora(cfg.out)
-    done = step - start_step
-    meta.update({"steps": step, "resumed_from": start_step, "last_losses": losses[-10:],
-                 "steps_per_s": round(done / loop_s, 4) if loop_s > 0 else None,
-                 "peak_cuda_memory_mb": round(peak_mb, 1) if peak_mb is not None else None,
-                 "validation": validation, "seconds": round(time.perf_counter() - t_start, 2)})
+    return _LoopResult(step, losses, loop_s, peak_mb)
+
+
+def _train_lora(cfg: LoraTrainConfig, console: Console | None) -> LoraTrainResult:
+    """Check, load the data, prepare the folder, load the model, resume, train, write the result."""
+    import torch
+
+    console = console or Console(stderr=True)
+    t_start = time.perf_counter()
+    _check_options(cfg)
+    data = _load_data(cfg, console)
+    use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    mixed = resolve_mixed_precision(cfg.mixed_precision, use_cuda)
+    settings = _settings(cfg, data, mixed)
+    resume_from = _prepare_out(cfg, settings)
+    model = _load_model(cfg, mixed, use_cuda, settings["alpha"])
+    start_step = _resume(model, cfg, resume_from, console)
+
+    meta = {"trainer": TRAINER, "trainer_version": TRAINER_VERSION, "settings": settings,
+            "data": {"rows": len(data.manifest), "train": len(data.train), "validation": len(data.val),
+                     "skipped": dict(data.skipped), "skipped_rows": data.skipped_rows},
+            "libraries": _versions(), "lora_file": LORA_FILE,
+            "editor": {"adapter": "diffusers", "model": cfg.base, "pipeline": cfg.pipeline, "lora": str(cfg.out),
+                       "prompt_template": cfg.prompt_template}}
     _write_json(cfg.out / "training.json", meta)
-    if trackers:
-        accelerator.end_training()
-    return LoraTrainResult(cfg.out, cfg.out / LORA_FILE, step, start_step, losses, validation,
-                           time.perf_counter() - t_start, done / loop_s if loop_s > 0 else 0.0, peak_mb, meta)
+    if model.trackers:
+        model.accelerator.init_trackers("fedbench-lora", config={k: v for k, v in settings.items()
+                                                                 if isinstance(v, (int, float, str, bool))})
+    validate = _Validator(cfg, data, model, mixed, use_cuda, console)
+    loop = _train_loop(cfg, model, data, start_step, validate, use_cuda, console)
+
+    model.save_lora(cfg.out)
+    done = loop.step - start_step
+    meta.update({"steps": loop.step, "resumed_from": start_step, "last_losses": loop.losses[-10:],
+                 "steps_per_s": round(done / loop.loop_s, 4) if loop.loop_s > 0 else None,
+                 "peak_cuda_memory_mb": round(loop.peak_mb, 1) if loop.peak_mb is not None else None,
+                 "validation": validate.rows, "seconds": round(time.perf_counter() - t_start, 2)})
+    _write_json(cfg.out / "training.json", meta)
+    if model.trackers:
+        model.accelerator.end_training()
+    return LoraTrainResult(cfg.out, cfg.out / LORA_FILE, loop.step, start_step, loop.losses, validate.rows,
+                           time.perf_counter() - t_start, done / loop.loop_s if loop.loop_s > 0 else 0.0,
+                           loop.peak_mb, meta)
 
 
 def save_checkpoint(accelerator: Any, cfg: LoraTrainConfig, step: int, micro: int, loss: float) -> Path:

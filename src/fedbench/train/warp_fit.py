@@ -46,7 +46,7 @@ from fedbench.data.manifest import Manifest, Triplet
 from fedbench.editors.warp import N_LANDMARKS, WarpFields, field_key, reference_field, to_face_frame
 from fedbench.labels import EXPRESSIONS
 from fedbench.models.store import sha256_of
-from fedbench.train.data import Folds, assign_folds, group_of, load_training_manifest
+from fedbench.train.data import Folds, assign_folds, group_of, note_skip, unusable_pair, warp_checkpoint_inputs
 
 TRAINER = "fedbench train warp --model additive"
 TRAINER_VERSION = "2"  # 2: grouped folds, the "scaled" prior, residuals need several people
@@ -156,13 +156,13 @@ def measure_pairs(triplets: Iterable[Triplet], progress: bool = False, console: 
     face, same-expression rows (nothing to learn) and rows into neutral without a source expression
     (which the model, taking an unknown source as neutral, cannot place) are skipped with a counted
     reason."""
-    from fedbench.scoring.runner import _progress
+    from fedbench.progress import progress_bar
 
     triplets = list(triplets)
     out = Measured([], Counter(), [])
     landmarks = _Landmarks()
     try:
-        with _progress(progress, console or Console(stderr=True)) as bar:
+        with progress_bar(progress, console) as bar:
             task = bar.add_task("landmarks", total=len(triplets)) if bar else None
             for t in triplets:
                 reason = None
@@ -173,20 +173,15 @@ def measure_pairs(triplets: Iterable[Triplet], progress: bool = False, console: 
                     reason = "same_expression"
                 else:
                     s, g = landmarks(t.source), landmarks(t.ground_truth)
-                    if isinstance(s, str):
-                        reason = "no_face_source" if s == "no face" else "unreadable_source"
-                    elif isinstance(g, str):
-                        reason = "no_face_ground_truth" if g == "no face" else "unreadable_ground_truth"
-                    else:
+                    reason = unusable_pair(s, g)
+                    if reason is None:
                         f = pair_field(s, g)
                         if not np.isfinite(f).all():
                             reason = "degenerate_landmarks"
                         else:
                             out.pairs.append(PairField(t.id, src_expr, t.target, t.identity, f,
                                                        t.source_expression is None, str(t.source)))
-                if reason:
-                    out.skipped[reason] += 1
-                    out.skipped_rows.append({"id": t.id, "row": t.row, "reason": reason})
+                note_skip(out.skipped, out.skipped_rows, t, reason)
                 if bar:
                     bar.advance(task)
     finally:
@@ -438,10 +433,7 @@ def train_warp(data: str | Path | Manifest, out: str | Path, *, folds: int = 5, 
     from fedbench import __version__
 
     console = console or Console(stderr=True)
-    out = Path(out)
-    if (out / "checkpoint.json").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a warp checkpoint; pass --overwrite to replace it")
-    manifest = data if isinstance(data, Manifest) else load_training_manifest(data, columns, allow_outside)
+    out, manifest = warp_checkpoint_inputs(data, out, columns, allow_outside, overwrite)
     t0 = time.perf_counter()
     measured = measure_pairs(manifest.triplets, progress=progress, console=console)
     for reason, n in sorted(measured.skipped.items()):

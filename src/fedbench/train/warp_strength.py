@@ -43,7 +43,7 @@ from fedbench.editors.warp import WarpFields, reference_field, warp_expression
 from fedbench.labels import EXPRESSIONS
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
 from fedbench.models.store import sha256_of
-from fedbench.train.data import Folds, assign_folds, group_of, load_training_manifest
+from fedbench.train.data import Folds, assign_folds, group_of, note_skip, unusable_pair, warp_checkpoint_inputs
 
 TRAINER = "fedbench train warp --model strength"
 TRAINER_VERSION = "1"
@@ -164,7 +164,7 @@ def measure_strengths(triplets: Sequence[Triplet], strengths: Sequence[float] = 
     from fedbench.data.images import decode_image
     from fedbench.faces.perception import Perceiver
     from fedbench.metrics.fedscore import ImageOutcome, background_ssim, score_triplet, uses_gt_background
-    from fedbench.scoring.runner import _progress
+    from fedbench.progress import progress_bar
 
     strengths = tuple(float(s) for s in strengths)
     if not strengths or any(s <= 0 for s in strengths):
@@ -187,7 +187,7 @@ def measure_strengths(triplets: Sequence[Triplet], strengths: Sequence[float] = 
     skipped: Counter = Counter()
     skipped_rows: list[dict[str, Any]] = []
     try:
-        with _progress(progress, console or Console(stderr=True)) as bar:
+        with progress_bar(progress, console) as bar:
             task = bar.add_task("warp strengths", total=len(triplets)) if bar else None
             for t in triplets:
                 reason = None
@@ -197,11 +197,8 @@ def measure_strengths(triplets: Sequence[Triplet], strengths: Sequence[float] = 
                     reason = "target_neutral"  # the reference has no neutral field to scale
                 else:
                     s, g = perceived(t.source), perceived(t.ground_truth)
-                    if isinstance(s, str):
-                        reason = "no_face_source" if s == "no face" else "unreadable_source"
-                    elif isinstance(g, str):
-                        reason = "no_face_ground_truth" if g == "no face" else "unreadable_ground_truth"
-                    else:
+                    reason = unusable_pair(s, g)
+                    if reason is None:
                         (s_feat, s_rgb), (g_feat, g_rgb) = s, g
                         s_face = s_feat.faces[0]
                         bg_gt = (background_ssim(s_rgb, g_rgb, s_face, g_feat.primary(s_face.box))
@@ -222,9 +219,7 @@ def measure_strengths(triplets: Sequence[Triplet], strengths: Sequence[float] = 
                         identities.append(t.identity)
                         sources.append(str(t.source))
                         fed_rows.append(row)
-                if reason:
-                    skipped[reason] += 1
-                    skipped_rows.append({"id": t.id, "row": t.row, "reason": reason})
+                note_skip(skipped, skipped_rows, t, reason)
                 if bar:
                     bar.advance(task)
     finally:
@@ -262,10 +257,7 @@ def train_strength(data: str | Path | Manifest, out: str | Path, *, folds: int =
     from fedbench import __version__
 
     console = console or Console(stderr=True)
-    out = Path(out)
-    if (out / "checkpoint.json").exists() and not overwrite:
-        raise FileExistsError(f"{out} already holds a warp checkpoint; pass --overwrite to replace it")
-    manifest = data if isinstance(data, Manifest) else load_training_manifest(data, columns, allow_outside)
+    out, manifest = warp_checkpoint_inputs(data, out, columns, allow_outside, overwrite)
     t0 = time.perf_counter()
     if table is None:
         table = measure_strengths(manifest.triplets, strengths, version, progress, console)
