@@ -28,7 +28,8 @@ from fedbench.meta.sequences import (
 from fedbench.metrics.components import HEADLINE
 from fedbench.metrics.fedscore import FEDSCORE_VERSION, FEDScore
 from fedbench.paths import features_db
-from fedbench.scoring.runner import default_workers, score
+from fedbench.cpus import default_workers
+from fedbench.scoring.runner import score
 
 ORACLE_FIRST_MIN = 0.95
 K1_BEST_MIN = 0.90

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from rich.console import Console
 
-from fedbench.cpus import default_workers  # noqa: F401  (re-exported: meta.run imports it from here)
+from fedbench.cpus import default_workers
 from fedbench.data.manifest import Manifest, read_manifest
 from fedbench.faces.perception import PerceptionConfig
 from fedbench.metrics.fedscore import FEDSCORE_VERSION, SUPPORTED_VERSIONS, FEDScore
