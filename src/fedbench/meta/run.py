@@ -29,6 +29,7 @@ from fedbench.metrics.components import HEADLINE
 from fedbench.metrics.fedscore import FEDSCORE_VERSION, FEDScore
 from fedbench.paths import features_db
 from fedbench.cpus import default_workers
+from fedbench.metrics.spec import get_spec
 from fedbench.scoring.runner import score
 
 ORACLE_FIRST_MIN = 0.95
@@ -198,6 +199,7 @@ def run_meta(opts: MetaOptions, console: Console | None = None) -> dict[str, Any
     timings: dict[str, float] = {}
     n_workers = default_workers() if opts.workers is None else max(1, opts.workers)
     cache_path = Path(opts.cache_path) if opts.cache_path else features_db()
+    opts.config = get_spec(opts.fedscore_version).perception(opts.config)  # the version's own recogniser
     probe_set = make_probes(manifest, out / "probes", probes, n_workers, perception=(opts.config, cache_path))
     timings["probes_s"] = time.perf_counter() - clock
     rows_out: list[dict[str, Any]] = []

@@ -6,7 +6,10 @@ string, so a version is one object here and nowhere else (docs/fedscore.md expla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from fedbench.faces.perception import PerceptionConfig
 
 # Components a version may measure against what G did rather than absolutely. ID is relative to
 # cos(G, S) in every version (FED-Score 1.0 already defined it so).
@@ -39,7 +42,22 @@ class FedScoreSpec:
     reg_noise_k: float = 0.0  # whitened: a gain within k noise units of 1 (of 0) counts as 1 (as 0)
     # FED
     combine: Literal["geometric", "reg_gated"] = "geometric"  # 100 (A F REG)^(1/3) | 100 REG (A F)^(1/2)
+    # The emotion recogniser the version was defined with (PerceptionConfig fields). 1.x scored with the
+    # mean of fer, facex and the blendshape prototype; 2.0 with the fusion head. Applied unless the caller
+    # chose the recogniser itself, so `--fedscore-version 1.2` keeps 1.2's numbers.
+    recogniser: tuple[tuple[str, Any], ...] = ()
     notes: str = field(default="", compare=False)
+
+    def perception(self, config: "PerceptionConfig | None" = None) -> "PerceptionConfig":
+        """`config` (default: the default perception) with this version's recogniser, where the caller left
+        the recogniser fields at their defaults."""
+        from fedbench.faces.perception import PerceptionConfig
+
+        config = config or PerceptionConfig()
+        chosen = dict(self.recogniser)
+        if not chosen or config.model_fields_set & set(chosen):  # the caller chose a recogniser: theirs
+            return config
+        return PerceptionConfig.model_validate({**config.model_dump(), **chosen})
 
     def relative(self, component: str) -> bool:
         if component not in RELATIVE_CAPABLE:
@@ -52,9 +70,13 @@ class FedScoreSpec:
         return self.relative("bg")
 
 
-V1_0 = FedScoreSpec("1.0", frozenset(), notes="fedscore.md as first written: A_emo = p_t(E), fixed action step, PQ vs S")
-V1_1 = FedScoreSpec("1.1", frozenset({"a_emo", "a_act", "pq"}), notes="Alignment and PQ relative to G, as ID")
-V1_2 = FedScoreSpec("1.2", frozenset({"a_emo", "a_act", "pq", "bg"}), notes="BG relative to G's own background change")
+# The 1.x recogniser: the members' mean, without the face-api member and the fusion head.
+MEAN_RECOGNISER_V1: tuple[tuple[str, Any], ...] = (
+    ("emotion_members", ("fer-cnn", "facex-cnn", "blendshape-prototype")), ("emotion_head", "mean"))
+
+V1_0 = FedScoreSpec("1.0", frozenset(), recogniser=MEAN_RECOGNISER_V1, notes="fedscore.md as first written: A_emo = p_t(E), fixed action step, PQ vs S")
+V1_1 = FedScoreSpec("1.1", frozenset({"a_emo", "a_act", "pq"}), recogniser=MEAN_RECOGNISER_V1, notes="Alignment and PQ relative to G, as ID")
+V1_2 = FedScoreSpec("1.2", frozenset({"a_emo", "a_act", "pq", "bg"}), recogniser=MEAN_RECOGNISER_V1, notes="BG relative to G's own background change")
 
 # 2.0 (docs/fedscore.md): processing alone is not an edit. The gain is measured in noise-model units
 # on the blendshapes and the pixel members' probabilities (gaze and `_neutral` weigh nothing; the

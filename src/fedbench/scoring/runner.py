@@ -22,6 +22,7 @@ from rich.console import Console
 from fedbench.cpus import default_workers
 from fedbench.data.manifest import Manifest, read_manifest
 from fedbench.faces.perception import PerceptionConfig
+from fedbench.metrics.spec import get_spec
 from fedbench.metrics.fedscore import FEDSCORE_VERSION, SUPPORTED_VERSIONS, FEDScore
 from fedbench.paths import features_db
 from fedbench.progress import progress_bar
@@ -153,7 +154,7 @@ def score(
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"unknown FED-Score version {version!r}; supported: {', '.join(SUPPORTED_VERSIONS)}")
     console = console or Console(stderr=True)
-    config = config or PerceptionConfig()
+    config = get_spec(version).perception(config)  # the recogniser the version was defined with
     man = manifest if isinstance(manifest, Manifest) else read_manifest(manifest, columns, allow_outside)
     _check_actions(man)
     edit_paths = find_edits(Path(edits), man.triplets)
