@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -86,6 +86,15 @@ def print_summary(summary: dict, title: str) -> None:
         err.print(f"[yellow]excluded[/] {ex['id']}: {ex['status']} — {ex['reason']}")
 
 
+def _judge_config(path: Path | None) -> Any:
+    """The `--judge` config, or None; a bad file raises JudgeConfigError (a ValueError naming it)."""
+    if path is None:
+        return None
+    from fedbench.judge.config import load_judge_config
+
+    return load_judge_config(path)
+
+
 @app.command()
 def score(
     manifest: Path = typer.Option(..., "--manifest", "-m", help="triplet manifest (.jsonl, .csv, .parquet)"),
@@ -97,6 +106,7 @@ def score(
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
     runtime: str = typer.Option("openvino", help="SFace runtime: openvino (fast) or reference (OpenCV dnn)"),
     fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (2.0, 1.2, 1.1 or 1.0)"),
+    judge: Optional[Path] = typer.Option(None, "--judge", help="vision-language judge config (YAML) for Alignment; docs/judge.md"),
 ) -> None:
     """Score edited images (a folder of <id>.png) against a benchmark with FED-Score."""
     from fedbench.faces.perception import PerceptionConfig
@@ -105,7 +115,7 @@ def score(
     try:
         result = run_score(manifest, edits, out, columns=parse_columns(columns), allow_outside=allow_outside,
                            config=PerceptionConfig(runtime=runtime), workers=workers, cache_path=cache,
-                           progress=True, console=err, version=fedscore_version)
+                           progress=True, console=err, version=fedscore_version, judge=_judge_config(judge))
     except (ManifestError, ValueError) as exc:
         err.print(f"[red]error[/] {exc}")
         raise typer.Exit(2)
@@ -166,6 +176,7 @@ def eval_(
     workers: Optional[int] = typer.Option(None, help="scoring processes (default: one per core)"),
     cache: Optional[Path] = typer.Option(None, help="feature cache file (default: ~/.cache/fedbench/features.sqlite)"),
     fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (2.0, 1.2, 1.1 or 1.0)"),
+    judge: Optional[Path] = typer.Option(None, "--judge", help="vision-language judge config (YAML) for Alignment; docs/judge.md"),
 ) -> None:
     """Run an editing model over a benchmark (only what is missing), then score it with FED-Score."""
     from fedbench.editors.config import EditorConfigError, parse_editor_args
@@ -175,7 +186,7 @@ def eval_(
         result = evaluate(editor, benchmark, out, editor_args=parse_editor_args(editor_arg), seed=seed,
                           resume=resume, overwrite=overwrite, columns=parse_columns(columns),
                           allow_outside=allow_outside, limit=limit, jobs=jobs, workers=workers, cache_path=cache,
-                          console=err, version=fedscore_version)
+                          console=err, version=fedscore_version, judge=_judge_config(judge))
     except (ManifestError, EditorConfigError, RunFolderError, ValueError) as exc:
         err.print(f"[red]error[/] {exc}")
         raise typer.Exit(2)

@@ -247,9 +247,11 @@ def evaluate(
     console: Console | None = None,
     version: str = FEDSCORE_VERSION,
     n_bootstrap: int = 1000,
+    judge: Any = None,
 ) -> EvalResult:
     """Generate with `editor` (a YAML config, a registered name, or an EditorConfig) over `benchmark`,
-    then score into `out`. Raises before any work on a bad manifest, config or run folder."""
+    then score into `out`. Raises before any work on a bad manifest, config or run folder. `judge`: a
+    JudgeConfig (docs/judge.md) for Alignment, applied when scoring."""
     console = console or Console(stderr=True)
     manifest = benchmark if isinstance(benchmark, Manifest) else read_manifest(benchmark, columns, allow_outside)
     if limit is not None:
@@ -279,7 +281,7 @@ def evaluate(
     failed = {r["id"]: (r["status"], r["reason"]) for r in rows if r["status"] != EditStatus.OK.value}
     result = score(manifest, out / GENERATED, out, config=perception, workers=workers, cache_path=cache_path,
                    progress=progress, console=console, version=version, n_bootstrap=n_bootstrap,
-                   generation=failed)
+                   generation=failed, judge=judge)
     # summary.json stays a pure function of the inputs (byte-identical on a rerun); how this run got
     # its images (reused, generated, seconds) goes to run.json.
     summary = {**result.summary, "editor": info}

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -29,6 +29,9 @@ from fedbench.scoring import worker
 from fedbench.scoring.edits import find_edits
 from fedbench.scoring.provenance import backbones_used
 from fedbench.store.features import FeatureCache
+
+if TYPE_CHECKING:
+    from fedbench.judge.config import JudgeConfig
 
 
 @dataclass
@@ -132,6 +135,7 @@ def score(
     console: Console | None = None,
     version: str = FEDSCORE_VERSION,
     generation: dict[str, tuple[str, str | None]] | None = None,
+    judge: "JudgeConfig | None" = None,
 ) -> ScoreResult:
     """Score every triplet of `manifest` against the edited images in `edits`.
 
@@ -173,6 +177,16 @@ def score(
                     writes.add((key, blob))
         timings["references_s"] = time.perf_counter() - t1
 
+        verdicts: dict[str, Any] = {}
+        judge_stats = None
+        if judge is not None:
+            from fedbench.judge.run import judge_triplets
+
+            tj = time.perf_counter()
+            judged_edits = {t.id: None if (generation or {}).get(t.id) else edit_paths[t.id] for t in man}
+            verdicts, judge_stats = judge_triplets(judge, list(man), judged_edits, version, cache_path, bar)
+            timings["judge_s"] = time.perf_counter() - tj
+
         t2 = time.perf_counter()
         tasks = [
             {
@@ -184,6 +198,7 @@ def score(
                 "version": version,
                 "generation": (generation or {}).get(t.id),
                 "actions": t.actions,
+                **({"judge": verdicts[t.id]} if judge is not None else {}),
             }
             for t in man
         ]
@@ -208,12 +223,18 @@ def score(
         "perception": config.model_dump(mode="json"),
         "backbones": backbones_used(config),
     }
+    if judge is not None and judge_stats is not None:
+        from fedbench.judge.run import judge_summary
+
+        summary["judge"] = judge_summary(judge, rows, judge_stats)
     if out_dir:
         os.replace(partial, out_dir / "samples.jsonl")
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         timings["total_s"] = time.perf_counter() - t0
         run_info = {"workers": workers, "feature_cache": str(cache_path), "timings": timings,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if judge_stats is not None:
+            run_info["judge"] = judge_stats.as_dict()
         (out_dir / "run.json").write_text(json.dumps(run_info, indent=2) + "\n")
     timings["total_s"] = time.perf_counter() - t0
     return ScoreResult(samples=rows, summary=summary, out=out_dir, timings=timings)
