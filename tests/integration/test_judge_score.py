@@ -94,3 +94,35 @@ def test_score_with_a_judge(pixelsmile: Path, tmp_path: Path) -> None:
     assert run["judge"]["calls"] == 4 and run["judge"]["tokens"] == 300 and run["judge"]["cached"] == 0
     run2 = json.loads((tmp_path / "again" / "run.json").read_text())
     assert run2["judge"]["calls"] == 0 and run2["judge"]["cached"] == 4
+
+
+def test_meta_with_a_judge_reports_agreement(pixelsmile: Path, tmp_path: Path) -> None:
+    from fedbench.judge.config import JudgeConfig
+    from fedbench.meta import MetaOptions, run_meta
+    from fedbench.meta.probes import Probe
+
+    rows = [json.loads(line) for line in (pixelsmile / "triplets.jsonl").read_text().splitlines()][:4]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({**r, "source": str(pixelsmile / r["source"]),
+                                            "ground_truth": str(pixelsmile / r["ground_truth"])}) + "\n"
+                                for r in rows))
+    server = FakeJudge()  # always answers "sad" on top (0.3): kappa against any other labelling is 0
+    try:
+        judge = JudgeConfig(name="fake", base_url=server.base_url, model="fake-vl", backoff_s=0.0)
+        meta = run_meta(MetaOptions(benchmark=manifest, out=tmp_path / "meta", cache_path=tmp_path / "f.sqlite",
+                                    workers=1, n_bootstrap=50, plots=False, judge=judge, allow_outside=True,
+                                    probes=[Probe("lazy", "lazy"), Probe("oracle", "oracle"),
+                                            Probe("blend-0.5", "under", 0.5)]))
+    finally:
+        server.close()
+    j = meta["judge"]
+    assert j["prompt_version"] == "fed_v1" and j["status_counts"]["ok"] == 12
+    tops = [r["top_emotion_edit"] for r in map(json.loads, (tmp_path / "meta" / "samples.jsonl").read_text().splitlines())]
+    assert j["agreement"]["all_classes"]["n"] == 12
+    assert j["agreement"]["raw_agreement"] == pytest.approx(tops.count("sad") / 12, abs=1e-4)
+    if set(tops) != {"sad"}:
+        assert j["agreement"]["all_classes"]["kappa"] == 0.0
+    assert j["agreement"]["per_class"]["sad"]["judge_positive"] == 12
+    assert set(j["probes"]) == {"lazy", "oracle", "blend-0.5"}
+    assert all(p["judge_statuses"] == {"ok": 4} and p["alignment_rules"] is not None for p in j["probes"].values())
+    assert json.loads((tmp_path / "meta" / "meta.json").read_text())["judge"]["role"] == "emotion-member"

@@ -250,3 +250,32 @@ def test_emotion_member_mixes_distributions() -> None:
     assert emo == pytest.approx(0.25) and act is None
     refused = core.JudgeVerdict("judge_refused", "emotion-member", 0.25)
     assert core.judged_alignment(spec, _ref([]), e, None, 0.0, None, refused)[0] is None
+
+
+# --- agreement (fedbench meta --judge) --------------------------------------------------------------
+
+def test_cohen_kappa_textbook_case() -> None:
+    from fedbench.judge.agreement import cohen_kappa, kappa_with_interval
+
+    # 50 items: both yes 20, both no 15, A yes / B no 5, A no / B yes 10: po 0.7, pe 0.5, kappa 0.4.
+    a = np.array([1] * 20 + [0] * 15 + [1] * 5 + [0] * 10)
+    b = np.array([1] * 20 + [0] * 15 + [0] * 5 + [1] * 10)
+    assert cohen_kappa(a, b) == pytest.approx(0.4)
+    k = kappa_with_interval(a, b, 200)
+    assert k["kappa"] == 0.4 and k["n"] == 50 and k["ci95"][0] < 0.4 < k["ci95"][1]
+    assert cohen_kappa(np.ones(5), np.ones(5)) is None  # chance agreement is total: undefined, not 1 or 0
+
+
+def test_score_cli_rejects_a_bad_judge_config_before_work(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fedbench.cli import app
+
+    bad = tmp_path / "j.yaml"
+    bad.write_text("base_url: http://127.0.0.1:9/v1\nmodel: m\nrole: vibes\n")
+    m = tmp_path / "m.jsonl"
+    m.write_text("")
+    res = CliRunner().invoke(app, ["score", "-m", str(m), "-e", str(tmp_path), "-o", str(tmp_path / "o"),
+                                   "--judge", str(bad)])
+    assert res.exit_code == 2 and "j.yaml" in res.output and "role" in res.output
+    assert not (tmp_path / "o").exists()

@@ -259,7 +259,9 @@ def assess(spec: FedScoreSpec, ref: Reference, s_face: FaceFeatures, e_face: Fac
     if judge is not None:
         j_emo, j_act, n_act = judged_alignment(spec, ref, e_face, g, a_emo, a_act, judge)
         judged = {"a_emo_rules": a_emo, "a_act_rules": a_act, "alignment_rules": align,
-                  "fed_rules": combine(spec, align, fid, reg), "judge_actions_scored": n_act}
+                  "fed_rules": combine(spec, align, fid, reg), "judge_actions_scored": n_act,
+                  "judge_top_emotion": None if judge.edit_probs is None else EXPRESSIONS[int(np.argmax(judge.edit_probs))],
+                  "judge_p_target": None if judge.edit_probs is None else float(judge.edit_probs[t])}
         a_emo, a_act = j_emo, j_act
         align = alignment(a_emo, a_act) if judge.status == "ok" else None  # no answer: no judged value
     return {

@@ -193,7 +193,8 @@ def score_triplet(
                       identity_threshold, None if judge is None else judge[0])
     if judge is not None and judge[0] is not None:
         row.update({k: _r(out[k]) for k in ("alignment_rules", "a_emo_rules", "a_act_rules", "fed_rules")},
-                   judge_actions_scored=out["judge_actions_scored"])
+                   judge_actions_scored=out["judge_actions_scored"], judge_top_emotion=out["judge_top_emotion"],
+                   judge_p_target=_r(out["judge_p_target"]))
     row.update(
         status="degenerate_gt" if out["degenerate"] else "ok",
         reason="the ground truth shows no measurable expression change" if out["degenerate"] else None,
