@@ -92,7 +92,7 @@ def _judge_config(path: Path | None) -> Any:
         return None
     from fedbench.judge.config import load_judge_config
 
-    return load_judge_config(path)
+    return load_judge_config(path, check_key=True)
 
 
 @app.command()

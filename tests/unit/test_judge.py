@@ -147,6 +147,13 @@ def test_5xx_until_give_up(server: FakeJudge, face: Path) -> None:
     assert "HTTP 503" in a.reason and len(sleeps) == 3 and sleeps[1] > sleeps[0]
 
 
+def test_an_odd_200_body_is_retried_then_judge_failed(server: FakeJudge, face: Path) -> None:
+    server.default = Step(body={"choices": {"0": "not a list"}, "usage": {"total_tokens": "many"}})
+    a = JudgeClient(_config(server, max_retries=1), sleep=Sleeps()).judge(face, [])
+    assert a.status == "judge_failed" and a.calls == 2 and a.tokens == 0
+    assert "without choices[0].message.content" in a.reason
+
+
 def test_timeout_is_judge_failed(server: FakeJudge, face: Path) -> None:
     server.default = Step(sleep_s=1.5)
     a = JudgeClient(_config(server, timeout_s=0.3, max_retries=1), sleep=Sleeps()).judge(face, [])
@@ -173,6 +180,15 @@ def test_key_is_sent_and_scrubbed(server: FakeJudge, face: Path, monkeypatch: py
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(JudgeConfigError, match=KEY_ENV):
         JudgeClient(_config(server, api_key_env=KEY_ENV))
+
+
+def test_commands_check_the_key_up_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = tmp_path / "hosted.yaml"
+    p.write_text(f"base_url: https://example.invalid/v1\nmodel: m\napi_key_env: {KEY_ENV}\n")
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    assert load_judge_config(p).api_key_env == KEY_ENV  # parsing alone does not need the key
+    with pytest.raises(JudgeConfigError, match=KEY_ENV):
+        load_judge_config(p, check_key=True)
 
 
 # --- the judge pass and its cache -------------------------------------------------------------------

@@ -34,6 +34,19 @@ def scrub(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+def api_key(config: JudgeConfig) -> str | None:
+    """The key from the config's environment variable (None without one); raises JudgeConfigError when
+    the variable is named but empty. Commands call this up front, before any other work."""
+    if not config.api_key_env:
+        return None
+    key = os.environ.get(config.api_key_env, "").strip()
+    if not key:
+        raise JudgeConfigError(f"judge {config.name}: the API key variable ${config.api_key_env} is not set "
+                               f"(export {config.api_key_env}=...; or api_key_env: null for a server "
+                               "without authentication)")
+    return key
+
+
 def image_data_url(path: Path, max_side: int | None) -> str:
     image = Image.open(path)
     image.load()
@@ -53,13 +66,7 @@ class JudgeClient:
         except ImportError as exc:
             raise JudgeConfigError("the judge needs httpx: pip install 'fedbench[api]'") from exc
         self.config = config
-        self._key: str | None = None
-        if config.api_key_env:
-            self._key = os.environ.get(config.api_key_env, "").strip() or None
-            if self._key is None:
-                raise JudgeConfigError(f"judge {config.name}: the API key variable ${config.api_key_env} is not set "
-                                       f"(export {config.api_key_env}=...; or api_key_env: null for a server "
-                                       "without authentication)")
+        self._key = api_key(config)
         self._auth = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         self.url = config.base_url + "/chat/completions"
         self.bucket = TokenBucket(config.rate_limit_per_min) if config.rate_limit_per_min else None
@@ -114,6 +121,8 @@ class JudgeClient:
                 code, body, last = "timeout", None, f"timed out (timeout_s={c.timeout_s:g})"
             except httpx.TransportError as exc:
                 code, body, last = "connection_error", None, f"connection error: {type(exc).__name__}: {exc}"
+            except httpx.HTTPError as exc:  # a garbled answer (bad encoding, ...): worth another try
+                code, body, last = "request_error", None, f"request error: {type(exc).__name__}: {exc}"
             attempts.append({"attempt": attempt + 1, "code": code, "seconds": round(time.monotonic() - t0, 3)})
             if isinstance(code, int):
                 err_code, err_type, message = _error_fields(body)
@@ -121,9 +130,10 @@ class JudgeClient:
                     return done("judge_refused", message or err_code or err_type)
                 if code == 200:
                     usage = body.get("usage") if isinstance(body, dict) else None
-                    if isinstance(usage, dict):
-                        tokens += int(usage.get("total_tokens") or 0)
-                    choice = (body.get("choices") or [None])[0] if isinstance(body, dict) else None
+                    if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+                        tokens += usage["total_tokens"]
+                    choices = body.get("choices") if isinstance(body, dict) else None
+                    choice = choices[0] if isinstance(choices, list) and choices else None
                     msg = choice.get("message") if isinstance(choice, dict) else None
                     if isinstance(choice, dict) and choice.get("finish_reason") == "content_filter":
                         return done("judge_refused", "finish_reason: content_filter")

@@ -62,7 +62,9 @@ class JudgeConfig(BaseModel):
         return {**self.model_dump(mode="json"), "config_hash": self.config_hash()}
 
 
-def load_judge_config(path: str | Path) -> JudgeConfig:
+def load_judge_config(path: str | Path, check_key: bool = False) -> JudgeConfig:
+    """The config at `path`; with `check_key`, also that its API key variable is set (commands check
+    this before any work, so a run does not stop after generating or perceiving everything)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -74,7 +76,12 @@ def load_judge_config(path: str | Path) -> JudgeConfig:
         raise JudgeConfigError(f"judge config {path}: expected a mapping of fields")
     data.setdefault("name", path.stem)
     try:
-        return JudgeConfig.model_validate(data)
+        config = JudgeConfig.model_validate(data)
     except ValidationError as exc:
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise JudgeConfigError(f"judge config {path}: {errors}") from None
+    if check_key:
+        from fedbench.judge.client import api_key
+
+        api_key(config)
+    return config

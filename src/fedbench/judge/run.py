@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class JudgeStats:
     calls: int = 0
     tokens: int = 0
     seconds: float = 0.0
-    statuses: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"images": self.images, "cached": self.cached, "calls": self.calls, "tokens": self.tokens,
@@ -62,7 +61,7 @@ def judge_triplets(config: JudgeConfig, triplets: list[Triplet], edit_paths: dic
     (verdict, reason) for `score_triplet`, and the run's judge statistics."""
     need_gt = config.role == "emotion-member" and get_spec(version).relative("a_emo")
     jobs: dict[str, tuple[Path, list[str]]] = {}  # answer key -> (image, actions)
-    keys: dict[str, tuple[str | None, str | None]] = {}  # id -> (edit key, gt key)
+    keys: dict[str, tuple[str | None, str | None]] = {}  # id -> (edit key, gt key); None: not judged
     h = config.config_hash()
     for t in triplets:
         edit = edit_paths.get(t.id)
@@ -120,7 +119,7 @@ def judge_triplets(config: JudgeConfig, triplets: list[Triplet], edit_paths: dic
     for t in triplets:
         ek, gk = keys[t.id]
         if ek is None:
-            out[t.id] = (None, "no edited image to judge")
+            out[t.id] = (None, "no readable edited image to judge")
             continue
         e, g = answers[ek], answers[gk] if gk else None
         status, reason = e.status, e.reason
@@ -131,7 +130,6 @@ def judge_triplets(config: JudgeConfig, triplets: list[Triplet], edit_paths: dic
         else:
             out[t.id] = (JudgeVerdict("ok", config.role, config.weight, _probs(e), None if g is None else _probs(g),
                                       dict(e.reply.actions)), None)  # type: ignore[union-attr]
-        stats.statuses[status] = stats.statuses.get(status, 0) + 1
     return out, stats
 
 

@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
                 labels=labels, columns=parse_columns(columns), allow_outside=allow_outside,
                 config=PerceptionConfig(runtime=runtime), workers=workers, cache_path=cache,
                 probes=default_probes(_floats(blend_k, "--blend-k"), _floats(warp_strength, "--warp-strength")),
-                progress=True, judge=load_judge_config(judge) if judge else None,
+                progress=True, judge=load_judge_config(judge, check_key=True) if judge else None,
                 **({"fedscore_version": fedscore_version} if fedscore_version else {}))
             result = run_meta(opts, console=err)
         except (ManifestError, SequenceError, LabelError, RatingsError, ValueError) as exc:
