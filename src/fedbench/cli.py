@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -128,6 +128,15 @@ def print_summary(summary: dict, title: str) -> None:
         err.print(f"[yellow]excluded[/] {ex['id']}: {ex['status']} — {ex['reason']}")
 
 
+def _judge_config(path: Path | None) -> Any:
+    """The `--judge` config, or None; a bad file raises JudgeConfigError (a ValueError naming it)."""
+    if path is None:
+        return None
+    from fedbench.judge.config import load_judge_config
+
+    return load_judge_config(path, check_key=True)
+
+
 @app.command()
 def score(
     manifest: Path = typer.Option(..., "--manifest", "-m", help=MANIFEST_HELP),
@@ -140,6 +149,7 @@ def score(
     runtime: str = typer.Option("openvino", help="SFace runtime: openvino (fast) or reference (OpenCV dnn)"),
     fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="FED-Score definition to apply (2.0, 1.2, 1.1 or 1.0)"),
     wait: bool = typer.Option(False, "--wait", help="when another process uses --out, wait for it instead of stopping"),
+    judge: Optional[Path] = typer.Option(None, "--judge", help="vision-language judge config (YAML) for Alignment; docs/judge.md"),
 ) -> None:
     """Score edited images (a folder of <id>.png) against a benchmark with FED-Score."""
     from fedbench.faces.perception import PerceptionConfig
@@ -149,7 +159,8 @@ def score(
         with _one_line_errors():
             result = run_score(manifest, edits, out, columns=parse_columns(columns), allow_outside=allow_outside,
                                config=PerceptionConfig(runtime=runtime), workers=workers, cache_path=cache,
-                               progress=True, console=err, version=fedscore_version, wait=wait)
+                               progress=True, console=err, version=fedscore_version, wait=wait,
+                               judge=_judge_config(judge))
     except (ManifestError, ValueError) as exc:
         err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2)
@@ -218,6 +229,7 @@ def eval_(
     executor: str = typer.Option("local", help="local, or ray: one editor actor per GPU (per CPU slot without)"),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (auto, ray://host:port); none starts one"),
     gpus_per_editor: float = typer.Option(1.0, help="GPUs each Ray editor actor takes"),
+    judge: Optional[Path] = typer.Option(None, "--judge", help="vision-language judge config (YAML) for Alignment; docs/judge.md"),
 ) -> None:
     """Run an editing model over a benchmark (only what is missing), then score it with FED-Score."""
     from fedbench.editors.config import EditorConfigError, parse_editor_args
@@ -229,7 +241,8 @@ def eval_(
             if merge:
                 result = merge_shards(merge, out, benchmark=benchmark, columns=parse_columns(columns),
                                       allow_outside=allow_outside, overwrite=overwrite, workers=workers,
-                                      cache_path=cache, console=err, version=fedscore_version)
+                                      cache_path=cache, console=err, version=fedscore_version,
+                                      judge=_judge_config(judge))
             else:
                 if editor is None or benchmark is None:
                     raise ValueError("--editor and --benchmark are required (or --merge DIR ... to merge shards)")
@@ -238,7 +251,7 @@ def eval_(
                                   allow_outside=allow_outside, limit=limit, jobs=jobs, workers=workers,
                                   cache_path=cache, console=err, version=fedscore_version, wait=wait,
                                   shard=parse_shard(shard) if shard else None, executor=executor, address=address,
-                                  gpus_per_editor=gpus_per_editor)
+                                  gpus_per_editor=gpus_per_editor, judge=_judge_config(judge))
     except (ManifestError, EditorConfigError, RunFolderError, MergeError, ValueError) as exc:
         err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2)

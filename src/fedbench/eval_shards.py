@@ -61,7 +61,8 @@ def _read_info(folder: Path) -> dict[str, Any]:
 def merge(folders: list[str | Path], out: str | Path, *, benchmark: str | Path | None = None,
           columns: dict[str, str] | None = None, allow_outside: bool = False, overwrite: bool = False,
           workers: int | None = None, cache_path: str | Path | None = None, progress: bool = True,
-          console: Console | None = None, version: str = FEDSCORE_VERSION, n_bootstrap: int = 1000):
+          console: Console | None = None, version: str = FEDSCORE_VERSION, n_bootstrap: int = 1000,
+          judge: Any = None):
     """Merge the shard run folders into `out` and score it; returns the EvalResult."""
     from fedbench.evaluate import GENERATED, EvalResult, RunFolderError, _prepare_folder, score_run
     from fedbench.store.atomic import copy_atomic, write_bytes_atomic
@@ -146,7 +147,7 @@ def merge(folders: list[str | Path], out: str | Path, *, benchmark: str | Path |
                   "failed": status.count(EditStatus.FAILED), "refused": status.count(EditStatus.REFUSED),
                   "merged": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     result = score_run(manifest, out, info, ordered, generation, workers=workers, cache_path=cache_path,
-                       progress=progress, console=console, version=version, n_bootstrap=n_bootstrap)
+                       progress=progress, console=console, version=version, n_bootstrap=n_bootstrap, judge=judge)
     config = EditorConfig(name=info["editor"], adapter=info["adapter"], seed=info.get("seed") or 0,
                           params=info.get("params") or {}, source=info.get("config_file"))
     return EvalResult(out=out, config=config, config_hash=info["config_hash"], generations=ordered, score=result,

@@ -259,9 +259,11 @@ def evaluate(
     executor: str = "local",
     address: str | None = None,
     gpus_per_editor: float = 1.0,
+    judge: Any = None,
 ) -> EvalResult:
     """Generate with `editor` (a YAML config, a registered name, or an EditorConfig) over `benchmark`,
-    then score into `out`. Raises before any work on a bad manifest, config or run folder.
+    then score into `out`. Raises before any work on a bad manifest, config or run folder. `judge`: a
+    JudgeConfig (docs/judge.md) for Alignment, applied when scoring.
 
     The run folder is locked while the run uses it: a second process is refused with the holder's
     PID (FolderBusyError), or, with `wait`, waits for it."""
@@ -315,7 +317,7 @@ def evaluate(
                 dispatch.close()
             result = score_run(manifest, out, info, rows, {**counts, "seconds": round(generation_s, 2)},
                                perception=perception, workers=workers, cache_path=cache_path, progress=progress,
-                               console=console, version=version, n_bootstrap=n_bootstrap)
+                               console=console, version=version, n_bootstrap=n_bootstrap, judge=judge)
     finally:
         if not closed:  # generation raised (or the folder was busy): free the editor all the same
             instance.close()
@@ -327,11 +329,11 @@ def evaluate(
 def score_run(manifest: Manifest, out: Path, info: dict[str, Any], rows: list[dict[str, Any]],
               generation: dict[str, Any], *, perception: PerceptionConfig | None = None, workers: int | None = None,
               cache_path: str | Path | None = None, progress: bool = True, console: Console | None = None,
-              version: str = FEDSCORE_VERSION, n_bootstrap: int = 1000) -> ScoreResult:
+              version: str = FEDSCORE_VERSION, n_bootstrap: int = 1000, judge: Any = None) -> ScoreResult:
     """Score a run folder's generated images (also for merged shards); `generation` goes to run.json."""
     failed = {r["id"]: (r["status"], r["reason"]) for r in rows if r["status"] != EditStatus.OK.value}
     # summary.json stays a pure function of the inputs (byte-identical on a rerun), so it carries the
     # editor's provenance; how this run got its images (reused, generated, seconds) goes to run.json.
     return score(manifest, out / GENERATED, out, config=perception, workers=workers, cache_path=cache_path,
                  progress=progress, console=console, version=version, n_bootstrap=n_bootstrap,
-                 generation=failed, provenance=info, run_extra={"generation": generation})
+                 generation=failed, provenance=info, run_extra={"generation": generation}, judge=judge)

@@ -62,10 +62,12 @@ def register(app: typer.Typer) -> None:
         runtime: str = typer.Option("openvino", help="backbone runtime: openvino (fast) or reference"),
         fedscore_version: Optional[str] = typer.Option(None, help="FED-Score definition to apply (default: current)"),
         strict: bool = typer.Option(False, "--strict", help="exit 1 when a meta-evaluation check fails"),
+        judge: Optional[Path] = typer.Option(None, "--judge", help="vision-language judge config (YAML); docs/judge.md"),
     ) -> None:
         """Meta-evaluate FED-Score on a benchmark: probes, single-metric bias, sequences, recogniser, humans."""
         from fedbench.data.manifest import ManifestError, parse_columns
         from fedbench.faces.perception import PerceptionConfig
+        from fedbench.judge.config import load_judge_config
         from fedbench.meta.human import RatingsError
         from fedbench.meta.probes import default_probes
         from fedbench.meta.recogniser import LabelError
@@ -86,7 +88,8 @@ def register(app: typer.Typer) -> None:
                 labels=labels, columns=parse_columns(columns), allow_outside=allow_outside,
                 config=PerceptionConfig(runtime=runtime), workers=workers, cache_path=cache,
                 probes=default_probes(_floats(blend_k, "--blend-k"), _floats(warp_strength, "--warp-strength")),
-                progress=True, **({"fedscore_version": fedscore_version} if fedscore_version else {}))
+                progress=True, judge=load_judge_config(judge, check_key=True) if judge else None,
+                **({"fedscore_version": fedscore_version} if fedscore_version else {}))
             result = run_meta(opts, console=err)
         except (ManifestError, SequenceError, LabelError, RatingsError, ValueError) as exc:
             err.print(f"[red]error[/] {exc}")

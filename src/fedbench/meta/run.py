@@ -59,6 +59,7 @@ class MetaOptions:
     fedscore_version: str = FEDSCORE_VERSION
     progress: bool = False
     plots: bool = True
+    judge: Any = None  # a judge.JudgeConfig: Alignment with a vision-language judge, and its agreement (docs/judge.md)
 
 
 def _sequence_id(seq: Sequence, choice: str, frame: int) -> str:
@@ -221,7 +222,7 @@ def run_meta(opts: MetaOptions, console: Console | None = None) -> dict[str, Any
     console.print(f"[bold]meta[/] scoring {len(rows_out)} edits with FED-Score {opts.fedscore_version}")
     result = score(work / "manifest.jsonl", flat, None, allow_outside=True, config=opts.config,
                    workers=opts.workers, cache_path=cache_path, progress=opts.progress, n_bootstrap=0,
-                   console=console, version=opts.fedscore_version)
+                   console=console, version=opts.fedscore_version, judge=opts.judge)
 
     probe_rows: dict[str, dict[str, dict]] = {p.name: {} for p in probes}
     seq_rows: dict[str, dict[str, dict[int, dict]]] = {}
@@ -281,6 +282,7 @@ def run_meta(opts: MetaOptions, console: Console | None = None) -> dict[str, Any
         "recogniser": rec_sec_out,
         "human": human_sec,
         "checks": _checks(probe_sec, bias_sec, seq_sec),
+        **({"judge": _judge_section(result, probe_rows, opts.n_bootstrap)} if opts.judge is not None else {}),
         "timings": {k: round(v, 2) for k, v in timings.items()},
     }
     meta["passed"] = all(c["passed"] for c in meta["checks"].values())
@@ -289,6 +291,13 @@ def run_meta(opts: MetaOptions, console: Console | None = None) -> dict[str, Any
 
     (out / "meta.md").write_text(render_markdown(meta), encoding="utf-8")
     return meta
+
+
+def _judge_section(result: Any, probe_rows: dict[str, dict[str, dict]], n_bootstrap: int) -> dict[str, Any]:
+    from fedbench.judge.agreement import emotion_agreement, probe_agreement
+
+    return {**result.summary["judge"], "agreement": emotion_agreement(result.samples, n_bootstrap),
+            "probes": probe_agreement(probe_rows, n_bootstrap)}
 
 
 def read_probe_rows(out: Path) -> dict[str, dict[str, dict]]:

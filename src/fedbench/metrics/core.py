@@ -166,6 +166,53 @@ def background_value(spec: FedScoreSpec, ssim: float | None, chroma: float | Non
     return float(ssim * min(1.0, spec.bg_chroma_tolerance / max(chroma, 1e-9)))
 
 
+@dataclass(frozen=True)
+class JudgeVerdict:
+    """A vision-language judge's answers for one sample (fedbench/judge, docs/judge.md), as Alignment
+    uses them. `status` other than "ok" means no answer: the role's components, Alignment and FED are
+    then None (never 0), and the rule-based figures stay beside them."""
+
+    status: str  # "ok", "judge_failed" or "judge_refused"
+    role: str  # "emotion-member": the judge's distribution joins A_emo's; "actions": its verdicts join A_act
+    weight: float  # the judge's share; the rules keep 1 - weight
+    edit_probs: np.ndarray | None = None  # 7 classes (labels.EXPRESSIONS) for E
+    gt_probs: np.ndarray | None = None  # the same for G (relative A_emo needs it)
+    shows: dict[str, bool] = field(default_factory=dict)  # action name -> does E show it
+
+
+def judged_alignment(spec: FedScoreSpec, ref: Reference, e_face: FaceFeatures, g_face: FaceFeatures | None,
+                     a_emo_rules: float, a_act_rules: float | None, judge: JudgeVerdict
+                     ) -> tuple[float | None, float | None, int]:
+    """(A_emo, A_act, actions the judge scored) with the judge's answers mixed in per its role.
+
+    emotion-member: p(E) = (1 - w) p_rules(E) + w p_judge(E) (and the same for G where A_emo is
+    relative), then A_emo as the version defines it. actions: A_act = (1 - w) A_act_rules + w x the
+    share of scored actions the judge sees performed (an action that must fall is performed when E
+    does not show it); actions the judge was not asked about (G-defined `bsNN`) leave A_act to the rules."""
+    if judge.status != "ok":
+        if judge.role == "emotion-member":
+            return None, a_act_rules, 0
+        return a_emo_rules, None, 0
+    w = judge.weight
+    if judge.role == "emotion-member":
+        if judge.edit_probs is None:
+            raise ValueError("an emotion-member judge verdict without the edit's distribution")
+        rel = g_face is not None and spec.relative("a_emo")
+        if rel and judge.gt_probs is None:
+            raise ValueError("a relative A_emo needs the judge's answer for the ground truth")
+        e_p = (1 - w) * e_face.emotion + w * judge.edit_probs
+        g_p = (1 - w) * g_face.emotion + w * judge.gt_probs if rel else None
+        tol = _target_tolerance(spec, ref.target) if rel else 0.0
+        return min(1.0, emotion_alignment(e_p, ref.target, g_p, tol)), a_act_rules, 0
+    if judge.role != "actions":
+        raise ValueError(f"unknown judge role {judge.role!r}")
+    seen = [judge.shows[a.name] == (a.sign > 0) for a in ref.actions
+            if a.name in ref.scored_actions and a.name in judge.shows]
+    if not seen or a_act_rules is None:
+        return a_emo_rules, a_act_rules, 0
+    return a_emo_rules, (1 - w) * a_act_rules + w * float(np.mean(seen)), len(seen)
+
+
 def combine(spec: FedScoreSpec, alignment_: float, fidelity_: float, reg: float | None) -> float | None:
     """FED from the three headline components; undefined when REG is."""
     if reg is None:
@@ -178,8 +225,12 @@ def combine(spec: FedScoreSpec, alignment_: float, fidelity_: float, reg: float 
 
 
 def assess(spec: FedScoreSpec, ref: Reference, s_face: FaceFeatures, e_face: FaceFeatures,
-           g_face: FaceFeatures | None, pair: PairMeasures, identity_threshold: float) -> dict[str, Any]:
+           g_face: FaceFeatures | None, pair: PairMeasures, identity_threshold: float,
+           judge: JudgeVerdict | None = None) -> dict[str, Any]:
     """Every component of one edit, and the raw numbers behind them (unrounded).
+
+    With a `judge`, Alignment (and FED) combine its answers (`judged_alignment`); the rule-based
+    A_emo, A_act, Alignment and FED are returned beside them as `*_rules`.
 
     Components absent from the result's meaning are None: REG and FED when G is degenerate or absent.
     """
@@ -204,9 +255,19 @@ def assess(spec: FedScoreSpec, ref: Reference, s_face: FaceFeatures, e_face: Fac
     fid = fidelity(id_s, bg, pq)
     gain = expression_change(spec, s_face, e_face, g, ref.member_names) if g is not None else ref.change
     reg = None if gain.degenerate else noisy_reg(spec, gain)
+    judged: dict[str, Any] = {}
+    if judge is not None:
+        j_emo, j_act, n_act = judged_alignment(spec, ref, e_face, g, a_emo, a_act, judge)
+        judged = {"a_emo_rules": a_emo, "a_act_rules": a_act, "alignment_rules": align,
+                  "fed_rules": combine(spec, align, fid, reg), "judge_actions_scored": n_act,
+                  "judge_top_emotion": None if judge.edit_probs is None else EXPRESSIONS[int(np.argmax(judge.edit_probs))],
+                  "judge_p_target": None if judge.edit_probs is None else float(judge.edit_probs[t])}
+        a_emo, a_act = j_emo, j_act
+        align = alignment(a_emo, a_act) if judge.status == "ok" else None  # no answer: no judged value
     return {
+        **judged,
         "alignment": align, "a_emo": a_emo, "a_act": a_act, "fidelity": fid, "id_score": id_s, "bg": bg,
-        "pq": pq, "reg": reg, "fed": combine(spec, align, fid, reg), "gain": gain.gain, "off_axis": gain.off_axis,
+        "pq": pq, "reg": reg, "fed": None if align is None else combine(spec, align, fid, reg), "gain": gain.gain, "off_axis": gain.off_axis,
         "degenerate": gain.degenerate, "bg_edit_source": pair.bg_edit, "bg_gt_source": pair.bg_gt,
         "bg_shift": pair.bg_shift, "bg_chroma": pair.bg_chroma_edit,
         "p_target_edit": float(e_face.emotion[t]), "top_emotion_edit": EXPRESSIONS[int(np.argmax(e_face.emotion))],

@@ -126,6 +126,7 @@ def score_triplet(
     bg_gt: float | None = None,
     bg_chroma_gt: float | None = None,
     actions: list[str] | None = None,
+    judge: tuple[core.JudgeVerdict | None, str | None] | None = None,
 ) -> dict[str, Any]:
     """One row of samples.jsonl: every component, the status, and the raw numbers behind them.
 
@@ -133,9 +134,15 @@ def score_triplet(
     ("refused" or "generation_failed"); the edit is then not looked at. `bg_gt` is BG(S, G), which
     versions with a relative BG (`spec.uses_gt_background`) divide the edit's BG by. `actions` is the
     manifest's optional field: when given, the required actions (else the instruction's, else G's).
+    `judge` is (verdict or None when the edit was not judged, reason) for runs with a judge
+    (docs/judge.md): the row then also carries the rule-based figures and `judge_status`.
     """
     spec = get_spec(version)
     row = _empty_row(sample_id, target)
+    if judge is not None:
+        verdict, reason = judge
+        row.update(judge_status=None if verdict is None else verdict.status, judge_reason=reason,
+                   alignment_rules=None, a_emo_rules=None, a_act_rules=None, fed_rules=None)
     row.update(faces_source=source.n_faces, faces_gt=ground_truth.n_faces, faces_edit=edit.n_faces)
     for role, outcome in (("source", source), ("ground_truth", ground_truth)):
         if outcome.features is None:
@@ -172,6 +179,9 @@ def score_triplet(
         row.update(status="degenerate_gt" if degenerate else edit_problem[0], reason=edit_problem[1])
         if degenerate:
             row.update(reg=None, fed=None)
+        if judge is not None:  # no edit to judge: the rule-based figures are the row's own
+            row.update(alignment_rules=row["alignment"], a_emo_rules=row["a_emo"], a_act_rules=row["a_act"],
+                       fed_rules=row["fed"])
         return row
 
     row["edit_status"] = "ok"
@@ -180,7 +190,11 @@ def score_triplet(
     out = core.assess(spec, ref, s_face, e_face, g_face,
                       core.PairMeasures(bg_edit=bg_edit, bg_gt=bg_gt if spec.uses_gt_background else None,
                                         bg_shift=bg_shift, bg_chroma_edit=chroma, bg_chroma_gt=bg_chroma_gt),
-                      identity_threshold)
+                      identity_threshold, None if judge is None else judge[0])
+    if judge is not None and judge[0] is not None:
+        row.update({k: _r(out[k]) for k in ("alignment_rules", "a_emo_rules", "a_act_rules", "fed_rules")},
+                   judge_actions_scored=out["judge_actions_scored"], judge_top_emotion=out["judge_top_emotion"],
+                   judge_p_target=_r(out["judge_p_target"]))
     row.update(
         status="degenerate_gt" if out["degenerate"] else "ok",
         reason="the ground truth shows no measurable expression change" if out["degenerate"] else None,

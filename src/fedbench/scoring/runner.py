@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from rich.console import Console
 
@@ -32,6 +32,9 @@ from fedbench.scoring.provenance import backbones_used
 from fedbench.store.atomic import atomic_open, write_json_atomic
 from fedbench.store.features import CacheBusyError, FeatureCache
 from fedbench.store.lock import folder_lock
+
+if TYPE_CHECKING:
+    from fedbench.judge.config import JudgeConfig
 
 
 @dataclass
@@ -138,6 +141,7 @@ def score(
     wait: bool = False,
     provenance: dict[str, Any] | None = None,
     run_extra: dict[str, Any] | None = None,
+    judge: "JudgeConfig | None" = None,
 ) -> ScoreResult:
     """Score every triplet of `manifest` against the edited images in `edits`.
 
@@ -164,7 +168,7 @@ def score(
     FeatureCache(cache_path).close()  # create the database before readers open it (and check the path)
     with folder_lock(out_dir, wait=wait, on_wait=lambda m: console.print(f"[yellow]{m}")) if out_dir else nullcontext():
         return _score_locked(man, edits, edit_paths, out_dir, cache_path, config, workers, progress, n_bootstrap,
-                             console, version, generation, provenance, run_extra)
+                             console, version, generation, provenance, run_extra, judge)
 
 
 def check_out_folder(out: Path | None) -> None:
@@ -177,7 +181,7 @@ def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path |
                   cache_path: Path, config: PerceptionConfig, workers: int | None, progress: bool,
                   n_bootstrap: int, console: Console, version: str,
                   generation: dict[str, tuple[str, str | None]] | None, provenance: dict[str, Any] | None,
-                  run_extra: dict[str, Any] | None) -> ScoreResult:
+                  run_extra: dict[str, Any] | None, judge: "JudgeConfig | None" = None) -> ScoreResult:
     workers = default_workers() if workers is None else workers
     workers = max(1, min(workers, len(man.triplets)))
     timings: dict[str, float] = {}
@@ -200,6 +204,16 @@ def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path |
                     writes.add((key, blob))
         timings["references_s"] = time.perf_counter() - t1
 
+        verdicts: dict[str, Any] = {}
+        judge_stats = None
+        if judge is not None:
+            from fedbench.judge.run import judge_triplets
+
+            tj = time.perf_counter()
+            judged_edits = {t.id: None if (generation or {}).get(t.id) else edit_paths[t.id] for t in man}
+            verdicts, judge_stats = judge_triplets(judge, list(man), judged_edits, version, cache_path, bar)
+            timings["judge_s"] = time.perf_counter() - tj
+
         t2 = time.perf_counter()
         tasks = [
             {
@@ -211,6 +225,7 @@ def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path |
                 "version": version,
                 "generation": (generation or {}).get(t.id),
                 "actions": t.actions,
+                **({"judge": verdicts[t.id]} if judge is not None else {}),
             }
             for t in man
         ]
@@ -239,11 +254,17 @@ def _score_locked(man: Manifest, edits: str | Path, edit_paths: dict[str, Path |
     }
     if provenance is not None:
         summary["editor"] = provenance
+    if judge is not None and judge_stats is not None:
+        from fedbench.judge.run import judge_summary
+
+        summary["judge"] = judge_summary(judge, rows, judge_stats)
     if out_dir:
         write_json_atomic(out_dir / "summary.json", summary, indent=2, ensure_ascii=False)
         timings["total_s"] = time.perf_counter() - t0
         run_info = {"workers": workers, "feature_cache": str(cache_path), "timings": timings,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(run_extra or {})}
+        if judge_stats is not None:
+            run_info["judge"] = judge_stats.as_dict()
         write_json_atomic(out_dir / "run.json", run_info, indent=2)
     timings["total_s"] = time.perf_counter() - t0
     return ScoreResult(samples=rows, summary=summary, out=out_dir, timings=timings)

@@ -178,6 +178,6 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, 
     row = score_triplet(
         task["id"], task["target"], task["instruction"], source, gt, edit, source_rgb, edit_rgb,
         st.perceiver.identity_threshold, task["version"], None if generation is None else tuple(generation),
-        bg_gt=bg_gt, bg_chroma_gt=bg_chroma_gt, actions=task.get("actions"),
+        bg_gt=bg_gt, bg_chroma_gt=bg_chroma_gt, actions=task.get("actions"), judge=task.get("judge"),
     )
     return row, new_blobs
