@@ -176,7 +176,7 @@ def test_key_is_sent_and_scrubbed(server: FakeJudge, face: Path, monkeypatch: py
     server.script = [Step(status=401, body={"error": {"message": "bad key sk-secret-999"}})]
     a = JudgeClient(_config(server, api_key_env=KEY_ENV)).judge(face, [])
     assert server.headers[0]["Authorization"] == "Bearer sk-secret-999"
-    assert a.status == "judge_failed" and "sk-secret-999" not in a.reason and "***" in a.reason and a.calls == 1
+    assert a.status == "judge_failed" and "sk-secret-999" not in a.reason and "[REDACTED]" in a.reason and a.calls == 1
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(JudgeConfigError, match=KEY_ENV):
         JudgeClient(_config(server, api_key_env=KEY_ENV))
