@@ -31,7 +31,8 @@ from fedbench.data.images import decode_image
 from fedbench.data.manifest import read_manifest, write_manifest
 from fedbench.editors.warp import warp_expression
 from fedbench.labels import EXPRESSIONS
-from fedbench.meta.probes import Probe, _SourceLandmarks, _save_png, make_probes, place, probe_id, processed
+from fedbench.faces.service import PerceptionService
+from fedbench.meta.probes import Probe, _save_png, make_probes, place, probe_id, processed
 from fedbench.metrics.reg import reg_score
 from fedbench.scoring.runner import score
 
@@ -80,13 +81,13 @@ def build_wild(wild: Path, work: Path, n: int, seed: int) -> Path:
     root = work / "wild"
     (root / "img").mkdir(parents=True, exist_ok=True)
     (root / "edits").mkdir(parents=True, exist_ok=True)
-    landmarks = _SourceLandmarks()
+    service = PerceptionService(None, work / "features.sqlite")  # the one perception path, cached
     rng = np.random.default_rng(seed)
     rows = []
     try:
         for k, path in enumerate(wild_images(wild, n, seed)):
             rgb = decode_image(path.read_bytes(), 1024).rgb
-            pts = landmarks(path, rgb)
+            pts = service.landmarks_px(path.read_bytes(), (rgb.shape[1], rgb.shape[0]))
             if pts is None:
                 continue
             sid = f"w{k:03d}"
@@ -106,7 +107,7 @@ def build_wild(wild: Path, work: Path, n: int, seed: int) -> Path:
             rows.append({"id": f"lazy__noise-{sid}", "source": str(s_path), "ground_truth": str(n_path),
                          "target": target, "instruction": instr})
     finally:
-        landmarks.close()
+        service.close()
     write_manifest(manifest_path, rows)
     return manifest_path
 
