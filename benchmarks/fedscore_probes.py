@@ -12,6 +12,7 @@ recogniser) for the current version and prints its checks: the numbers docs/meta
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import tempfile
 from pathlib import Path
@@ -26,9 +27,8 @@ PROBES = ("oracle", "lazy", "blend-0.5", "blend-0.75", "blend-2")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = Path(__file__).resolve().parents[2] / "shared/fixtures/pixelsmile"
-    if not default.is_dir():  # a worktree sits one level deeper than the main checkout
-        default = Path("/work/shared/fixtures/pixelsmile")
+    # as the tests: $FEDBENCH_FIXTURES, else ../shared/fixtures/pixelsmile beside the repo
+    default = Path(os.environ.get("FEDBENCH_FIXTURES") or Path(__file__).resolve().parents[2] / "shared/fixtures/pixelsmile")
     parser.add_argument("--fixtures", type=Path, default=default)
     parser.add_argument("--full", action="store_true", help="also the whole meta-evaluation (current version)")
     parser.add_argument("--cache", type=Path, default=None, help="feature cache to reuse (default: a fresh one)")

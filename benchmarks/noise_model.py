@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shlex
 import sys
 import time
@@ -33,9 +34,8 @@ from fedbench.metrics import noise, processing
 from fedbench.store.features import signature_hash
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "fixtures"
-if not SHARED.is_dir():  # a worktree sits one level deeper than the main checkout
-    SHARED = Path("/work/shared/fixtures")
+# as the tests: beside $FEDBENCH_FIXTURES (the PixelSmile folder), else ../shared/fixtures beside the repo
+SHARED = Path(os.environ["FEDBENCH_FIXTURES"]).parent if os.environ.get("FEDBENCH_FIXTURES") else REPO.parent / "shared" / "fixtures"
 MAD_TO_STD = 1.4826
 
 
