@@ -107,6 +107,9 @@ class DiffusersEditor(Editor):
     dtype            auto | float32 | float16 | bfloat16 (auto: float32 on the CPU, float16 elsewhere)
     device           auto | cpu | cuda | mps (auto: cuda, else mps, else cpu)
     cpu_offload      keep sub-models on the CPU and move each to the GPU when it runs (needs accelerate)
+    cpu_threads      torch threads when the pipeline runs on the CPU (default 1): a fixed count, because
+                     float sums split over another number of threads round differently, and the same
+                     seed must give the same bytes in every process (a Ray actor gets one thread)
     steps, guidance  num_inference_steps, guidance_scale
     image_guidance   image_guidance_scale, passed only to pipelines whose call takes it
     negative_prompt  passed only to pipelines whose call takes it
@@ -127,7 +130,8 @@ class DiffusersEditor(Editor):
                  image_guidance: float | None = None, prompt_template: str = "{instruction}",
                  resolution: int | None = None, negative_prompt: str | None = None,
                  extra: dict[str, Any] | None = None, lora: str | None = None, lora_scale: float = 1.0,
-                 scheduler: str | None = None, load_kwargs: dict[str, Any] | None = None) -> None:
+                 scheduler: str | None = None, load_kwargs: dict[str, Any] | None = None,
+                 cpu_threads: int = 1) -> None:
         if not model or not isinstance(model, str):
             raise EditorConfigError("diffusers: `model` (a hub id or a local folder) is required")
         if dtype not in DTYPES:
@@ -166,7 +170,10 @@ class DiffusersEditor(Editor):
                          steps=steps, guidance=guidance, image_guidance=image_guidance,
                          prompt_template=prompt_template, resolution=resolution, negative_prompt=negative_prompt,
                          extra=dict(extra or {}), lora=lora, lora_digest=lora_digest, lora_scale=float(lora_scale),
-                         scheduler=scheduler, load_kwargs=dict(load_kwargs or {}))
+                         scheduler=scheduler, load_kwargs=dict(load_kwargs or {}), cpu_threads=int(cpu_threads))
+        if int(cpu_threads) < 1:
+            raise EditorConfigError(f"diffusers: cpu_threads {cpu_threads!r}; expected a whole number >= 1")
+        self.cpu_threads = int(cpu_threads)
         self.model, self.pipeline_name, self.dtype_name, self.device_name = model, pipeline, dtype, device
         self.cpu_offload = bool(cpu_offload)
         self.steps = int(steps) if steps is not None else None
@@ -228,6 +235,8 @@ class DiffusersEditor(Editor):
             raise DiffusersLoadError(f"diffusers editor: {exc}. {INSTALL_HINT}") from exc
 
         device = self._resolve_device(torch)
+        if device == "cpu":
+            torch.set_num_threads(self.cpu_threads)
         dtype_name = self.dtype_name if self.dtype_name != "auto" else ("float32" if device == "cpu" else "float16")
         dtype = getattr(torch, dtype_name)
 
