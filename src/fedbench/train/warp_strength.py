@@ -163,13 +163,15 @@ def measure_strengths(triplets: Sequence[Triplet], strengths: Sequence[float] = 
     are unreadable or show no face, and same-expression rows, are skipped with a counted reason."""
     from fedbench.data.images import decode_image
     from fedbench.faces.perception import Perceiver
-    from fedbench.metrics.fedscore import ImageOutcome, background_ssim, score_triplet, uses_gt_background
+    from fedbench.metrics.fedscore import ImageOutcome, background_measure, score_triplet
+    from fedbench.metrics.spec import get_spec
     from fedbench.progress import progress_bar
 
     strengths = tuple(float(s) for s in strengths)
     if not strengths or any(s <= 0 for s in strengths):
         raise ValueError(f"strengths must be positive, got {strengths}")
-    perceiver = Perceiver()
+    spec = get_spec(version)
+    perceiver = Perceiver(spec.perception())  # the recogniser the version was defined with, as scoring
     memo: dict[Path, tuple[Any, np.ndarray] | str] = {}
 
     def perceived(path: Path) -> tuple[Any, np.ndarray] | str:
@@ -201,8 +203,10 @@ def measure_strengths(triplets: Sequence[Triplet], strengths: Sequence[float] = 
                     if reason is None:
                         (s_feat, s_rgb), (g_feat, g_rgb) = s, g
                         s_face = s_feat.faces[0]
-                        bg_gt = (background_ssim(s_rgb, g_rgb, s_face, g_feat.primary(s_face.box))
-                                 if uses_gt_background(version) else None)
+                        bg_gt = bg_chroma_gt = None
+                        if spec.uses_gt_background:  # what G did to the background, measured as scoring does
+                            bg_gt, _, bg_chroma_gt = background_measure(s_rgb, g_rgb, s_face, g_feat.primary(s_face.box),
+                                                                        spec.bg_register)
                         px = s_face.landmarks[:, :2].astype(np.float64) * [s_rgb.shape[1], s_rgb.shape[0]]
                         ref = reference_field(t.target)
                         row = []
@@ -211,7 +215,8 @@ def measure_strengths(triplets: Sequence[Triplet], strengths: Sequence[float] = 
                             e_feat = perceiver.perceive(edit)
                             scored = score_triplet(t.id, t.target, t.instruction, ImageOutcome(s_feat),
                                                    ImageOutcome(g_feat), ImageOutcome(e_feat), s_rgb, edit,
-                                                   perceiver.identity_threshold, version, bg_gt=bg_gt)
+                                                   perceiver.identity_threshold, version, bg_gt=bg_gt,
+                                                   bg_chroma_gt=bg_chroma_gt)
                             row.append(np.nan if scored["fed"] is None else float(scored["fed"]))
                         ids.append(t.id)
                         targets.append(t.target)
