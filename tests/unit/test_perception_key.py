@@ -26,8 +26,8 @@ def test_key_changes_when_a_library_version_changes(dist: str, monkeypatch: pyte
     config = PerceptionConfig()
     before = config.signature()
     assert config.signature() == before  # stable while nothing changes
-    real = perception._dist_version
-    monkeypatch.setattr(perception, "_dist_version", lambda d: "999.0-test" if d == dist else real(d))
+    real = perception.dist_version
+    monkeypatch.setattr(perception, "dist_version", lambda d: "999.0-test" if d == dist else real(d))
     after = config.signature()
     assert after != before
     assert json.loads(after)["libraries"][dist] == "999.0-test"

@@ -93,10 +93,9 @@ def geometry_features(landmarks_px: np.ndarray) -> np.ndarray:
 def head_inputs(member_probs: Mapping[str, np.ndarray], cnn_members: tuple[str, ...], blendshapes: np.ndarray,
                 landmarks_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(x, offset) of one face: the raw (unstandardised) feature vector and the prior's log-probabilities."""
-    logs = [np.log(np.clip(np.asarray(member_probs[m], dtype=np.float64), PROB_FLOOR, 1.0)) for m in cnn_members]
-    prior = np.mean([np.clip(np.asarray(member_probs[m], dtype=np.float64), PROB_FLOOR, 1.0) for m in cnn_members],
-                    axis=0)
-    x = np.concatenate(logs + [np.sqrt(np.clip(np.asarray(blendshapes, dtype=np.float64), 0.0, 1.0)),
+    probs = [np.clip(np.asarray(member_probs[m], dtype=np.float64), PROB_FLOOR, 1.0) for m in cnn_members]
+    prior = np.mean(probs, axis=0)
+    x = np.concatenate([np.log(p) for p in probs] + [np.sqrt(np.clip(np.asarray(blendshapes, dtype=np.float64), 0.0, 1.0)),
                                geometry_features(landmarks_px)])
     return x, np.log(prior / prior.sum())
 
@@ -165,28 +164,25 @@ def group_folds(groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return np.array([fold_of[g] for g in groups.tolist()])
 
 
-def expected_calibration_error(prob: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """Top-label ECE: |accuracy - confidence| per confidence bin, weighted by the bin's share."""
-    conf, correct = prob.max(axis=1), prob.argmax(axis=1) == y
+def _calibration_gap(forecast: np.ndarray, hit: np.ndarray, bins: int) -> float:
+    """|observed rate - mean forecast| per forecast bin (the first bin closed at 0), weighted by its share."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        m = ((forecast > lo) | (i == 0) & (forecast >= lo)) & (forecast <= hi)
         if m.any():
-            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
+            total += m.mean() * abs(hit[m].mean() - forecast[m].mean())
     return float(total)
+
+
+def expected_calibration_error(prob: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """Top-label ECE: |accuracy - confidence| per confidence bin, weighted by the bin's share."""
+    return _calibration_gap(prob.max(axis=1), prob.argmax(axis=1) == y, bins)
 
 
 def classwise_calibration_error(prob: np.ndarray, y: np.ndarray, cls: int, bins: int = 10) -> float:
     """ECE of one class's probability as a one-vs-rest forecast (is this face `cls`?)."""
-    p, hit = prob[:, cls], (y == cls)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    total = 0.0
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        m = ((p > lo) | (i == 0) & (p >= lo)) & (p <= hi)
-        if m.any():
-            total += m.mean() * abs(hit[m].mean() - p[m].mean())
-    return float(total)
+    return _calibration_gap(prob[:, cls], y == cls, bins)
 
 
 def to_json(weights: HeadWeights, meta: dict[str, Any]) -> str:

@@ -115,7 +115,8 @@ class PerceptionConfig(BaseModel):
         return json.dumps(parts, sort_keys=True)
 
 
-def _dist_version(dist: str) -> str | None:
+def dist_version(dist: str) -> str | None:
+    """The installed version of a distribution, or None when it is not installed."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -124,7 +125,7 @@ def _dist_version(dist: str) -> str | None:
 
 def library_versions() -> dict[str, str | None]:
     """Installed version of each library in PERCEPTION_LIBRARIES (None: not installed)."""
-    return {d: _dist_version(d) for d in PERCEPTION_LIBRARIES}
+    return {d: dist_version(d) for d in PERCEPTION_LIBRARIES}
 
 
 @dataclass

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
-from fedbench.faces.perception import PerceptionConfig
+from fedbench.faces.perception import PerceptionConfig, dist_version
 from fedbench.models.store import ARTIFACTS
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def backbones_used(config: PerceptionConfig) -> dict[str, Any]:
@@ -35,6 +27,6 @@ def backbones_used(config: PerceptionConfig) -> dict[str, Any]:
         head = load_head()
         models["fusion-head"] = {"version": head.version, "sha256": head.sha256, "licence": "part of fedbench",
                                  "source": "fedbench/faces/data/fusion_head_v1.json"}
-    libraries = {d: _version(d) for d in ("fedbench", "mediapipe", "openvino", "opencv-contrib-python",
+    libraries = {d: dist_version(d) for d in ("fedbench", "mediapipe", "openvino", "opencv-contrib-python",
                                             "ai-edge-litert", "numpy")}
     return {"models": models, "runtime": config.runtime, "libraries": libraries}
