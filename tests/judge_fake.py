@@ -1,5 +1,5 @@
 """A scripted OpenAI-compatible chat-completions server on loopback, for the judge's tests
-(the pattern of tests/unit/test_http_editor.py): POST /v1/chat/completions follows `script`, then
+(served by tests/loopback.py, as the images API of tests/unit/test_http_editor.py is): POST /v1/chat/completions follows `script`, then
 answers with `default` (a valid reply naming every action the prompt asks about)."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from loopback import LoopbackServer, QuietHandler
 
 DEFAULT_EXPRESSION = {"neutral": 0.1, "happy": 0.1, "sad": 0.3, "surprise": 0.1, "fear": 0.1, "disgust": 0.1,
                       "angry": 0.2}
@@ -45,12 +46,7 @@ class FakeJudge:
         self._lock = threading.Lock()
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 payload = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 with api._lock:
@@ -66,24 +62,10 @@ class FakeJudge:
                     "choices": [{"index": 0, "finish_reason": "stop", "message": {
                         "role": "assistant", "content": step.content if step.content is not None else valid_reply(prompt)}}],
                     "usage": {"prompt_tokens": 90, "completion_tokens": 10, "total_tokens": 100}}
-                data = json.dumps(body).encode()
-                try:
-                    self.send_response(step.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for k, v in step.headers.items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-                    pass
+                self.send(step.status, json.dumps(body).encode(), "application/json", step.headers)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        self.loopback = LoopbackServer(Handler)
+        self.base_url = self.loopback.base_url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from loopback import LoopbackServer, QuietHandler
 from PIL import Image
 
 pytest.importorskip("httpx", reason="the api extra is not installed: pip install 'fedbench[api]'")
@@ -68,28 +68,11 @@ class FakeImagesAPI:
         self._lock = threading.Lock()
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:  # keep pytest output clean
-                pass
-
-            def _send(self, status: int, payload: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(payload)))
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-                    pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 with api._lock:
                     api.seen.append(Seen(time.monotonic(), self.path, dict(self.headers), {}, None))
-                self._send(200, api.answer_png, "image/png")
+                self.send(200, api.answer_png, "image/png")
 
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -109,20 +92,16 @@ class FakeImagesAPI:
                     time.sleep(step.sleep_s)
                 body = step.body if step.body is not None else {
                     "created": 0, "data": [{"b64_json": base64.b64encode(api.answer_png).decode()}]}
-                self._send(step.status, json.dumps(body).encode(), "application/json", step.headers)
+                self.send(step.status, json.dumps(body).encode(), "application/json", step.headers)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True  # a handler still sleeping must not hold the test up
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        self.loopback = LoopbackServer(Handler)
+        self.base_url = self.loopback.base_url
 
     def posts(self) -> list[Seen]:
         return [s for s in self.seen if s.path.endswith("/images/edits")]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.loopback.close()
 
 
 @pytest.fixture
