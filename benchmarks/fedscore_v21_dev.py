@@ -1,29 +1,38 @@
 """FED-Score 2.1 candidates against 2.0's unmet processing targets, on dev data only (issue 12).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/fedscore_v21_dev.py [--work /tmp/fedscore_v2_dev] [--copies 4]
+    PYTHONPATH=src .venv/bin/python benchmarks/fedscore_v2_dev.py --versions 2.0 --work /tmp/fedscore_v2_dev
+    PYTHONPATH=src .venv/bin/python benchmarks/fedscore_v21_dev.py --work /tmp/fedscore_v2_dev --copies 8
 
 Reads the probe sets and the 2.0 rows that `benchmarks/fedscore_v2_dev.py` made under --work (run
 that first; its feature cache is reused), then perceives `--copies` processed copies of every image
-(metrics/processing.py, seeded by the image's content hash: the same image always gets the same
-copies, so they are cached like any perception) and measures, per candidate, the checks 2.0 misses:
+through the perception service (metrics/processing.retest_copies: seeded by the image's bytes, so the
+same image always gets the same copies and they are cached like any perception; the probes' processed
+S and G use other seeds) and re-scores the gain part of every row under each candidate, with k = 4 and
+k = --copies copies:
 
-- `2.0`: the rows as scored (gain of one perception of each image);
-- `retest`: per-triplet test-retest of the references only. The copies of S, read as edits, give the
-  gain's own noise at 0 (sigma_0, RMS of their gains); the copies of G its noise at 1 (sigma_1, RMS of
-  gain - 1). REG = 0 when g <= max(2 / |dG|, z sigma_0); `degenerate_gt` when z sigma_0 >= 0.5 (a
-  change half of G's is within this face's processing noise); optionally REG = 1 when
-  |g - 1| <= z1 sigma_1 (a flat top, checked against the k = 0.75 blend);
-- `average`: test-time averaging: every image (S, E, G) perceived as the mean expression vector over
-  itself and its copies, then 2.0's gain rule. Alignment is recomputed from the averaged faces too.
+- `2.0 (as scored)`: one perception of each image, 2.0's rules;
+- `retest`: per-triplet test-retest of the references only. S's copies, read as edits, give the gain's
+  own noise at 0 along this triplet's dG (sigma_0, RMS of their gains), G's copies its noise at 1
+  (sigma_1, RMS of gain - 1). REG = 0 when g <= max(2 / |dG|, z sigma_0); `degenerate_gt` when
+  z sigma_0 >= 0.5; optionally REG = 1 when |g - 1| <= z1 sigma_1 (a flat top);
+- `mean / median of ...`: test-time averaging, each image perceived as the pool of its expression
+  fields over itself and its k copies (references only, or every image); Alignment is recomputed from
+  the pooled faces;
+- `whitened by this face's noise`: each dim additionally divided by this face's own processing noise,
+  the RMS move of that dim over S's and G's copies (w_d = 1 / sqrt(1 + f^2 msq_d), in 2.0's units);
+- `REG width 0.7`: a wider REG peak than 2.0's 0.5.
 
-FED is recomputed as 2.0 combines it, 100 REG (A F)^(1/2), with Fidelity from the 2.0 rows (processing
-noise in ID / BG / PQ is not what these candidates change). Cost is counted in perceptions per
-triplet. Writes benchmarks/results/fedscore_v21_dev.json and prints the table docs/fedscore.md quotes.
+FED = 100 REG (A F)^(1/2) as 2.0 combines it, Fidelity from the 2.0 rows (no candidate changes ID, BG or
+PQ). Degeneracy keeps 2.0's threshold (the 95th percentile of a single perception's noise norm), which
+pooled vectors are measured against too. Cost: extra perceptions per triplet (k per pooled or retested
+reference, cached across editors; k per pooled edit, for every editor). Writes
+benchmarks/results/fedscore_v21_dev.json and prints the table docs/fedscore.md quotes.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import pickle
@@ -160,6 +169,7 @@ class Candidate:
     retest_z: float | None = None  # REG 0 when g <= z sigma_0; degenerate when z sigma_0 >= 0.5
     flat_top_z: float | None = None  # REG 1 when |g - 1| <= z sigma_1
     face_whiten: float | None = None  # per-triplet whitening: each dim's noise from S's and G's copies, x this
+    reg_width: float = V2_0.reg_width  # log-gain std of REG (2.0: 0.5)
 
     def cost(self) -> int:
         """Extra perceptions per triplet: k per pooled or retested reference, k per pooled edit."""
@@ -180,14 +190,17 @@ def candidates(k: int) -> list[Candidate]:
                 Candidate(f"mean of S, E, G and {kk} copies + retest z=2", "all", k=kk, retest_z=2.0),
                 Candidate(f"whitened by this face's noise ({kk} copies of S, G)", k=kk, face_whiten=1.0),
                 Candidate(f"whitened by 2 x this face's noise ({kk} copies of S, G)", k=kk, face_whiten=2.0),
-                Candidate(f"mean of S, E, G and {kk} copies, whitened by this face's noise", "all", k=kk, face_whiten=1.0)]
+                Candidate(f"mean of S, E, G and {kk} copies, whitened by this face's noise", "all", k=kk, face_whiten=1.0),
+                Candidate(f"mean of S, E, G and {kk} copies, REG width 0.7", "all", k=kk, reg_width=0.7),
+                Candidate(f"mean of S, E, G and {kk} copies, this face's noise, REG width 0.7", "all", k=kk,
+                          face_whiten=1.0, reg_width=0.7)]
     return out
 
 
 def apply(c: Candidate, row: dict, t, s: Perceived, e: Perceived, g: Perceived) -> dict:
     """The row under candidate c (FED = 100 REG (A F)^(1/2), F from the 2.0 row)."""
     new = dict(row)
-    if c.average == "none" and c.retest_z is None and c.face_whiten is None:
+    if c.average == "none" and c.retest_z is None and c.face_whiten is None and c.reg_width == V2_0.reg_width:
         return new
     names = s.member_names
     ms, mg = (mean_face(x, c.k if c.average != "none" else 0, c.pool) for x in (s, g))
@@ -215,7 +228,7 @@ def apply(c: Candidate, row: dict, t, s: Perceived, e: Perceived, g: Perceived) 
     elif c.flat_top_z is not None and abs(gain - 1.0) <= c.flat_top_z * sigma1:
         reg = 1.0
     else:
-        reg = reg_score(gain, V2_0.reg_width)
+        reg = reg_score(gain, c.reg_width)
     new.update(status="degenerate_gt" if degenerate else "ok", reg=reg, alignment=align, gain=gain,
                fed=None if reg is None else 100.0 * reg * math.sqrt(max(0.0, align * row["fidelity"])))
     return new
@@ -288,8 +301,11 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=4)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/fedscore_v21_dev.json")
     args = ap.parse_args()
-    pkl = args.work / f"v21_perceived_{args.copies}.pkl"
-    if pkl.is_file():  # the copies' perceptions are in the feature cache too; this skips remaking the copies
+    # The copies' perceptions are in the feature cache; this pickle only skips remaking the copies. It is
+    # keyed by the rows it was made for, so rescored rows are never read against old perceptions.
+    rows_hash = hashlib.sha256(b"".join((args.work / p / "rows-2.0.jsonl").read_bytes() for p in ("blend", "wild")))
+    pkl = args.work / f"v21_perceived_{args.copies}_{rows_hash.hexdigest()[:12]}.pkl"
+    if pkl.is_file():
         sets, perceived = pickle.loads(pkl.read_bytes())
     else:
         sets, perceived = perceive_sets(args.work, args.copies)
@@ -298,13 +314,24 @@ def main() -> None:
     out["command"] = "PYTHONPATH=src python benchmarks/fedscore_v21_dev.py " + " ".join(sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
-    for name, r in out["candidates"].items():
-        b, w = r["blend"], r["wild_warp"]
-        print(f"{name:52s} +{r['extra_perceptions_per_triplet']:2d} | blend lazy max {b['processed_lazy_max_fed']:6.2f} "
-              f"oracle min {b['processed_oracle_min_fed']:6.2f} first {b['processed_oracle_first']} "
-              f"oracle first {b['oracle_first']} degen {len(b['degenerate_gt'])} warp {b['median_gain_warp']} | "
-              f"wild {w['scored']}/{w['of']} lazy max {w['processed_lazy_max_fed']} oracle min {w['processed_oracle_min_fed']} "
-              f"median {w['processed_oracle_median_fed']} | noise degen {r['wild_noise']['degenerate_gt']}/{r['wild_noise']['of']}")
+    print(markdown(out["candidates"]))
+
+
+def markdown(results: dict) -> str:
+    """The table docs/fedscore.md quotes."""
+    head = ("| candidate | extra perceptions per triplet | blend: processed S max FED (<= 5) | blend: processed G min FED "
+            "(>= 90) | blend: processed G strictly first | blend: oracle first | blend: degenerate_gt | wild: processed "
+            "S max FED (<= 5) | wild: processed G min / median FED (>= 90) | wild: G = processed S degenerate | "
+            "blend: median gain warp 0.5 / 1 / 2 |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for name, r in results.items():
+        b, w, n = r["blend"], r["wild_warp"], r["wild_noise"]
+        warp = " / ".join(f"{v:.3f}" for v in b["median_gain_warp"].values())
+        lines.append(f"| {name} | {r['extra_perceptions_per_triplet']} | {b['processed_lazy_max_fed']:.2f} | "
+                     f"{b['processed_oracle_min_fed']:.2f} | {b['processed_oracle_first']} | {b['oracle_first']} | "
+                     f"{len(b['degenerate_gt'])} | {w['processed_lazy_max_fed']:.2f} | {w['processed_oracle_min_fed']:.2f} / "
+                     f"{w['processed_oracle_median_fed']:.2f} | {n['degenerate_gt']}/{n['of']} | {warp} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
