@@ -21,6 +21,8 @@ k = --copies copies:
 - `whitened by this face's noise`: each dim additionally divided by this face's own processing noise,
   the RMS move of that dim over S's and G's copies (w_d = 1 / sqrt(1 + f^2 msq_d), in 2.0's units);
 - `REG width 0.7`: a wider REG peak than 2.0's 0.5.
+- `upscaled to 1024 px`: every image smaller than the perception's working size perceived after a
+  cubic upscale to it (steadier inputs for small faces?), 2.0's rules.
 
 FED = 100 REG (A F)^(1/2) as 2.0 combines it, Fidelity from the 2.0 rows (no candidate changes ID, BG or
 PQ). Degeneracy keeps 2.0's threshold (the 95th percentile of a single perception's noise norm), which
@@ -40,6 +42,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 from rich.progress import Progress
 
@@ -68,6 +71,7 @@ class Perceived:
     face: FaceFeatures | None
     copies: list[FaceFeatures]  # the copies where the face was found
     member_names: tuple[str, ...]
+    upscaled: FaceFeatures | None = None  # the image upscaled to the working size (itself when not smaller)
 
 
 def perceive_all(service: PerceptionService, paths: list[Path], k: int, boxes: dict[Path, np.ndarray],
@@ -158,6 +162,29 @@ def perceive_sets(work: Path, k: int) -> tuple[dict, dict[Path, Perceived]]:
     return sets, perceived
 
 
+def perceive_upscaled(work: Path, perceived: dict[Path, Perceived], boxes: dict[Path, np.ndarray]) -> None:
+    """Set `upscaled` on every image: perceived after a cubic upscale to the working size when it is
+    smaller ("more stable perception inputs": small faces are where the gain flickers most)."""
+    service = PerceptionService(V2_0.perception(), work / "features.sqlite")
+    side = service.config.max_side
+    try:
+        with Progress() as progress:
+            task = progress.add_task(f"upscaled perceptions of {len(perceived)} images", total=len(perceived))
+            for path, p in perceived.items():
+                rgb = decode_image(path.read_bytes(), DECODE_MAX_SIDE).rgb
+                scale = side / max(rgb.shape[:2])
+                if scale <= 1 or p.face is None:
+                    p.upscaled = p.face
+                else:
+                    big = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+                    ok, buf = cv2.imencode(".png", cv2.cvtColor(big, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                    f = service.perceive(buf.tobytes()).features
+                    p.upscaled = f.primary(boxes.get(path, p.face.box)) if f is not None else None
+                progress.advance(task)
+    finally:
+        service.close()
+
+
 # --- candidates --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -170,6 +197,7 @@ class Candidate:
     flat_top_z: float | None = None  # REG 1 when |g - 1| <= z sigma_1
     face_whiten: float | None = None  # per-triplet whitening: each dim's noise from S's and G's copies, x this
     reg_width: float = V2_0.reg_width  # log-gain std of REG (2.0: 0.5)
+    upscale: bool = False  # perceive images smaller than the working size upscaled to it (cubic)
 
     def cost(self) -> int:
         """Extra perceptions per triplet: k per pooled or retested reference, k per pooled edit."""
@@ -178,7 +206,7 @@ class Candidate:
 
 
 def candidates(k: int) -> list[Candidate]:
-    out = [Candidate("2.0 (as scored)")]
+    out = [Candidate("2.0 (as scored)"), Candidate("upscaled to 1024 px before perception", upscale=True)]
     for kk in sorted({min(4, k), k}):
         out += [Candidate(f"retest z=2, k={kk}", k=kk, retest_z=2.0),
                 Candidate(f"retest z=3, k={kk}", k=kk, retest_z=3.0),
@@ -200,9 +228,14 @@ def candidates(k: int) -> list[Candidate]:
 def apply(c: Candidate, row: dict, t, s: Perceived, e: Perceived, g: Perceived) -> dict:
     """The row under candidate c (FED = 100 REG (A F)^(1/2), F from the 2.0 row)."""
     new = dict(row)
-    if c.average == "none" and c.retest_z is None and c.face_whiten is None and c.reg_width == V2_0.reg_width:
+    if c.average == "none" and c.retest_z is None and c.face_whiten is None and c.reg_width == V2_0.reg_width \
+            and not c.upscale:
         return new
     names = s.member_names
+    if c.upscale:  # the upscaled perceptions in place of the originals
+        s, e, g = (replace(x, face=x.upscaled) for x in (s, e, g))
+        if s.face is None or e.face is None or g.face is None:
+            raise ValueError(f"{row['id']}: no face in an upscaled image")
     ms, mg = (mean_face(x, c.k if c.average != "none" else 0, c.pool) for x in (s, g))
     me = mean_face(e, c.k if c.average == "all" else 0, c.pool)
     ref = core.reference(V2_0, t.target, t.instruction, ms, mg, names)
@@ -210,7 +243,7 @@ def apply(c: Candidate, row: dict, t, s: Perceived, e: Perceived, g: Perceived) 
     if c.face_whiten is not None:
         gain = face_whitened_gain(c, s, e, g, ms, me, mg, names)
     align = row["alignment"]
-    if c.average != "none":
+    if c.average != "none" or c.upscale:
         align = core.assess(V2_0, ref, ms, me, mg, core.PairMeasures(row["bg_edit_source"], row["bg_gt_source"]),
                             0.363)["alignment"]
     degenerate = ref.change.degenerate
@@ -310,6 +343,13 @@ def main() -> None:
     else:
         sets, perceived = perceive_sets(args.work, args.copies)
         pkl.write_bytes(pickle.dumps((sets, perceived)))
+    boxes = {}
+    for m, _, edits in sets.values():
+        for rid, t in m.items():
+            face = perceived[t.source].face
+            if face is not None:
+                boxes.update({t.ground_truth: face.box, edits[rid]: face.box})
+    perceive_upscaled(args.work, perceived, boxes)
     out = analyse(sets, perceived, args.copies)
     out["command"] = "PYTHONPATH=src python benchmarks/fedscore_v21_dev.py " + " ".join(sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
