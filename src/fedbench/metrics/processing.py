@@ -119,3 +119,25 @@ def process(rgb: np.ndarray, steps: list[Step]) -> np.ndarray:
     for step in steps:
         rgb = apply(rgb, step)
     return rgb
+
+
+def content_rng(data: bytes, k: int) -> np.random.Generator:
+    """The generator of an image's k-th test-retest copy, seeded by the image's bytes: the same image
+    always gets the same copies (so their perceptions are found in the feature cache), and two images
+    never share a processing by construction."""
+    import hashlib
+
+    return np.random.default_rng([k, int(hashlib.sha256(data).hexdigest()[:12], 16)])
+
+
+def retest_copies(data: bytes, rgb: np.ndarray, k: int) -> list[bytes]:
+    """k processed copies of a decoded image (`data` its file bytes, which seed them), each as PNG
+    bytes, lossless and deterministic: what a perception service perceives and caches like any image."""
+    out = []
+    for i in range(k):
+        img = process(rgb, random_chain(content_rng(data, i)))
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if not ok:
+            raise ValueError(f"PNG encoding of processed copy {i} failed")
+        out.append(buf.tobytes())
+    return out
