@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/fit_fusion_head.py                 # perceive the dev faces, CV, fit, write
     .venv/bin/python benchmarks/fit_fusion_head.py --from-table    # refit from the recorded feature table
+    .venv/bin/python benchmarks/fit_fusion_head.py --mirror-table  # perceive every dev face flipped (study data)
 
 Data: the development half of an identity-disjoint split of labelled faces in the wild
 (`../shared/fixtures/faces-in-the-wild/labels.csv`: image,label,identity). Only these faces are used to
@@ -24,6 +25,7 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +34,11 @@ from fedbench.faces import fusion
 from fedbench.labels import EXPRESSIONS, normalise_expression
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_LABELS = ROOT.parent / "shared/fixtures/faces-in-the-wild/labels.csv"
+# as the tests: beside $FEDBENCH_FIXTURES (the PixelSmile folder), else ../shared/fixtures beside the repo
+SHARED = Path(os.environ["FEDBENCH_FIXTURES"]).parent if os.environ.get("FEDBENCH_FIXTURES") else ROOT.parent / "shared/fixtures"
+DEFAULT_LABELS = SHARED / "faces-in-the-wild/labels.csv"
 TABLE = ROOT / "benchmarks/data/fusion_head_v1_features.npz"
+MIRROR_TABLE = ROOT / "benchmarks/data/fusion_head_mirror_features.npz"  # each dev face flipped
 ARTIFACT = ROOT / "src/fedbench/faces/data" / fusion.HEAD_FILE
 CNN_MEMBERS = ("fer-cnn", "facex-cnn", "faceapi-cnn")
 RIDGES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
@@ -42,23 +47,40 @@ TIE = 0.005  # balanced accuracies closer than this are not told apart
 FOLDS = 5
 
 
-def build_table(labels_csv: Path, cache: Path | None) -> dict[str, np.ndarray]:
+def mirrored_png(path: Path, max_side: int) -> bytes:
+    """The image as perception decodes it, flipped left-right, losslessly encoded: a second real view of
+    the same face whose perception noise (crop, landmarks, CNN crops) is the members' own."""
+    import cv2
+
+    from fedbench.data.images import decode_image
+
+    rgb = decode_image(path.read_bytes(), max_side).rgb
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb[:, ::-1]), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError(f"{path}: cannot encode its mirror image")
+    return png.tobytes()
+
+
+def build_table(labels_csv: Path, cache: Path | None, mirror: bool = False) -> dict[str, np.ndarray]:
+    """The head's inputs for every labelled face (`mirror`: for each face flipped left-right)."""
     from fedbench.faces.perception import PerceptionConfig
-    from fedbench.meta.recogniser import perceive_files
+    from fedbench.faces.service import PerceptionService
     from fedbench.paths import features_db
+    from fedbench.progress import track
 
     with open(labels_csv, encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.DictReader(fh))
     paths = [(labels_csv.parent / r["image"]).resolve() for r in rows]
     config = PerceptionConfig(emotion_head="mean")
-    feats = perceive_files(paths, config, cache or features_db())
+    with PerceptionService(config, cache or features_db()) as service:
+        feats = [service.perceive(mirrored_png(p, config.max_side) if mirror else p.read_bytes()).features
+                 for p in track(paths, "mirrored faces" if mirror else "faces")]
     images, labels, groups, xs, offsets, found = [], [], [], [], [], []
-    for r, p in zip(rows, paths):
-        f = feats[p]
+    for r, f in zip(rows, feats):
         images.append(r["image"])
         labels.append(EXPRESSIONS.index(normalise_expression(r["label"])))
         groups.append(r.get("identity") or r["image"])  # a person, else the image: never a pair
-        has_face = not isinstance(f, str) and bool(f.faces)
+        has_face = f is not None and bool(f.faces)
         found.append(has_face)
         if has_face:
             face = f.faces[0]
@@ -70,7 +92,7 @@ def build_table(labels_csv: Path, cache: Path | None) -> dict[str, np.ndarray]:
     return {"image": np.array(images), "label": np.array(labels), "group": np.array(groups),
             "found": np.array(found), "x": np.array(xs), "offset": np.array(offsets),
             "labels_sha256": np.array(hashlib.sha256(labels_csv.read_bytes()).hexdigest()),
-            "signature": np.array(config.signature())}
+            "signature": np.array(config.signature()), "mirrored": np.array(mirror)}
 
 
 def cross_validate(t: dict[str, np.ndarray], ridge: float) -> dict:
@@ -114,7 +136,14 @@ def main() -> None:
     ap.add_argument("--from-table", action="store_true", help="refit from the recorded feature table")
     ap.add_argument("--table", type=Path, default=TABLE)
     ap.add_argument("--out", type=Path, default=ARTIFACT)
+    ap.add_argument("--mirror-table", action="store_true",
+                    help=f"perceive each dev face flipped left-right, write {MIRROR_TABLE.name} and stop")
     args = ap.parse_args()
+    if args.mirror_table:
+        t = build_table(args.labels.resolve(), args.cache, mirror=True)
+        np.savez_compressed(MIRROR_TABLE, **t)
+        print(f"{int(t['found'].sum())} of {len(t['label'])} mirrored faces found; wrote {MIRROR_TABLE}")
+        return
     if args.from_table:
         with np.load(args.table, allow_pickle=False) as z:
             t = {k: z[k] for k in z.files}

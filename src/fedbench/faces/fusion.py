@@ -127,25 +127,33 @@ class HeadWeights:
         return softmax(z)
 
 
-def fit_head(x: np.ndarray, offset: np.ndarray, y: np.ndarray, ridge: float, bias_ridge: float = 1e-3
-             ) -> HeadWeights:
+def fit_head(x: np.ndarray, offset: np.ndarray, y: np.ndarray, ridge: float, bias_ridge: float = 1e-3,
+             sample_weight: np.ndarray | None = None, class_ridge: np.ndarray | None = None) -> HeadWeights:
     """Class-balanced multinomial logistic regression with the members' prior as an offset (deterministic:
-    L-BFGS from a fixed start, so the same inputs give the same weights bit for bit)."""
+    L-BFGS from a fixed start, so the same inputs give the same weights bit for bit).
+
+    `sample_weight` replaces the balanced weights (the caller balances); `class_ridge` (K) scales the
+    ridge per class column of W. Left as None, the arithmetic is fusion-v1's exactly."""
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     xs = (x - mean) / scale
     n, p = xs.shape
     k = len(EXPRESSIONS)
     onehot = np.eye(k)[y]
-    w = balanced_weights(y)
+    w = balanced_weights(y) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     total = w.sum()
+    r = None if class_ridge is None else ridge * np.asarray(class_ridge, dtype=np.float64)[None, :]
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         W, b, a = theta[: p * k].reshape(p, k), theta[p * k: p * k + k], theta[-1]
         prob = softmax(a * offset + xs @ W + b)
         nll = -float((w * np.log(np.clip((prob * onehot).sum(axis=1), 1e-300, None))).sum()) / total
-        value = nll + ridge * float((W ** 2).sum()) + bias_ridge * float((b ** 2).sum())
+        if r is None:  # fusion-v1's arithmetic, kept as it was so v1 refits bit for bit
+            penalty, dW = ridge * float((W ** 2).sum()), 2 * ridge * W
+        else:
+            penalty, dW = float((r * W ** 2).sum()), 2 * r * W
+        value = nll + penalty + bias_ridge * float((b ** 2).sum())
         g = (w[:, None] * (prob - onehot)) / total
-        grad = np.concatenate([(xs.T @ g + 2 * ridge * W).ravel(), g.sum(axis=0) + 2 * bias_ridge * b,
+        grad = np.concatenate([(xs.T @ g + dW).ravel(), g.sum(axis=0) + 2 * bias_ridge * b,
                                [float((g * offset).sum())]])
         return value, grad
 
