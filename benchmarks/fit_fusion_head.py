@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/fit_fusion_head.py                 # perceive the dev faces, CV, fit, write
     .venv/bin/python benchmarks/fit_fusion_head.py --from-table    # refit from the recorded feature table
-    .venv/bin/python benchmarks/fit_fusion_head.py --mirror-table  # perceive every dev face flipped (study data)
+    .venv/bin/python benchmarks/fit_fusion_head.py --mirror-table  # perceive every dev face flipped (v2's data)
+    .venv/bin/python benchmarks/fit_fusion_head.py --head fusion-v2 --from-table   # fusion_head_v2.json
 
 Data: the development half of an identity-disjoint split of labelled faces in the wild
 (`../shared/fixtures/faces-in-the-wild/labels.csv`: image,label,identity). Only these faces are used to
@@ -129,6 +130,60 @@ def cross_validate(t: dict[str, np.ndarray], ridge: float) -> dict:
     }
 
 
+# fusion-v2: the study's variant it ships (benchmarks/fusion_head_study.py, docs/perception.md): fusion-v1's
+# model and inputs, trained on every dev face and its mirror image, rare classes weighted above balanced.
+V2_VARIANT = "w1.5+mirror"
+V2_ARTIFACT = ROOT / "src/fedbench/faces/data" / fusion.HEAD_FILES["fusion-v2"]
+
+
+def load_table(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def fit_v2(t: dict[str, np.ndarray], m: dict[str, np.ndarray], out: Path) -> None:
+    """Cross-validate fusion-v2's variant over the ridge grid (the study's code, v1's choice rule), fit it
+    on every dev face with a found face plus the mirror images found of those faces, and write it."""
+    import fusion_head_study as study  # imports this module: loaded here, not at the top
+
+    v = study.VARIANTS[V2_VARIANT]
+    res = study.study(v, t, m)
+    best = res["chosen"]
+    d = study.prepare(v, t, m)
+    images = np.flatnonzero(d.ro >= 0)
+    weights = study.fit_on(v, d, images, best["ridge"])
+    mirrors = int((d.rm[images] >= 0).sum())
+    totals = np.bincount(t["label"], minlength=len(EXPRESSIONS))
+    r4 = lambda v: round(float(v), 4)  # noqa: E731
+    meta = {
+        "version": "fusion-v2",
+        "cnn_members": list(CNN_MEMBERS),
+        "inputs": [f"log p {m}" for m in CNN_MEMBERS] + ["sqrt blendshapes (52)"] + list(fusion.GEOMETRY_NAMES),
+        "training": {"study_variant": V2_VARIANT, "what": v.what, "class_weight_power": v.class_power,
+                     "mirror_images": mirrors},
+        "fitted_on": {"labels": "faces-in-the-wild dev half (shared fixture labels.csv), each face as it is and "
+                                "flipped left-right", "labels_sha256": str(t["labels_sha256"]),
+                      "faces": int(len(images)), "mirror_images": mirrors,
+                      "identities": len(set(t["group"].tolist())), "perception": str(t["signature"])},
+        "refit": "python benchmarks/fit_fusion_head.py --head fusion-v2 --from-table",
+        "cross_validation": {
+            "ridge": best["ridge"], "seeds": list(SEEDS), "folds": FOLDS,
+            "balanced_accuracy": r4(best["balanced_accuracy"]),
+            "balanced_accuracy_per_seed": [r4(s["balanced_accuracy"]) for s in best["per_seed"]],
+            "per_class": {c: {"n": int(totals[i]), "accuracy": r4(best["per_class"][i]),
+                              "accuracy_per_seed": [r4(s["per_class"][i]) for s in best["per_seed"]],
+                              "calibration_error": r4(best["class_ece"][i])} for i, c in enumerate(EXPRESSIONS)},
+            "expected_calibration_error": r4(best["ece"]),
+            "expected_calibration_error_per_seed": [r4(s["ece"]) for s in best["per_seed"]],
+        },
+        "ridge_grid": [{k: (r4(g[k]) if k != "ridge" else g[k]) for k in g} for g in res["grid"]],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(fusion.to_json(weights, meta))
+    print(study.HEADER + "\n" + study.row(res))
+    print(f"chose ridge {best['ridge']}; wrote {out} (sha256 {hashlib.sha256(out.read_bytes()).hexdigest()})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
@@ -138,15 +193,23 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ARTIFACT)
     ap.add_argument("--mirror-table", action="store_true",
                     help=f"perceive each dev face flipped left-right, write {MIRROR_TABLE.name} and stop")
+    ap.add_argument("--head", choices=sorted(fusion.HEAD_FILES), default="fusion-v1",
+                    help="which head to fit (fusion-v2 also reads the mirror table)")
     args = ap.parse_args()
+    if args.head == "fusion-v2":
+        if not args.from_table:
+            raise SystemExit("fusion-v2 refits from the recorded tables: pass --from-table (rebuild them with a "
+                             "plain run and --mirror-table)")
+        fit_v2(load_table(args.table), load_table(MIRROR_TABLE),
+               V2_ARTIFACT if args.out == ARTIFACT else args.out)
+        return
     if args.mirror_table:
         t = build_table(args.labels.resolve(), args.cache, mirror=True)
         np.savez_compressed(MIRROR_TABLE, **t)
         print(f"{int(t['found'].sum())} of {len(t['label'])} mirrored faces found; wrote {MIRROR_TABLE}")
         return
     if args.from_table:
-        with np.load(args.table, allow_pickle=False) as z:
-            t = {k: z[k] for k in z.files}
+        t = load_table(args.table)
     else:
         t = build_table(args.labels.resolve(), args.cache)
         args.table.parent.mkdir(parents=True, exist_ok=True)

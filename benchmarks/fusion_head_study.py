@@ -1,6 +1,7 @@
 """Variants of the emotion fusion head, each measured by identity-grouped cross-validation on the dev faces.
 
-    .venv/bin/python benchmarks/fusion_head_study.py [--variants v1,mirror,...] [--json out.json]
+    .venv/bin/python benchmarks/fusion_head_study.py [--variants v1,mirror,...] \
+        [--json benchmarks/results/fusion_head_study.json] [--markdown]
 
 Data: the feature tables `benchmarks/data/fusion_head_v1_features.npz` (each dev face as perceived) and
 `benchmarks/data/fusion_head_mirror_features.npz` (each dev face flipped left-right, perceived afresh;
@@ -86,6 +87,8 @@ class Variant:
     class_ridge: dict[str, float] = field(default_factory=dict)  # ridge multiplier per class column
     ridges: tuple[float, ...] = ffh.RIDGES
     rule: bool = False  # per-class decision offsets, nested-CV tuned (see `evaluate`)
+    rule_classes: tuple[str, ...] = EXPRESSIONS[1:]  # the classes whose offset the rule may move
+    model: str = "logistic"  # or "boosted": BoostedTrees, with `ridges` read as its numbers of rounds
 
 
 VARIANTS = {v.name: v for v in (
@@ -98,11 +101,16 @@ VARIANTS = {v.name: v for v in (
     Variant("w1.25", "class weights ~ n^-1.25 (rare classes above balanced)", class_power=1.25),
     Variant("w1.5", "class weights ~ n^-1.5", class_power=1.5),
     Variant("w1.25+mirror", "w1.25 + mirror images", class_power=1.25, mirror=True),
+    Variant("w1.5+mirror", "w1.5 + mirror images", class_power=1.5, mirror=True),
     Variant("ridge-dis/4", "disgust's column at a quarter of the ridge", class_ridge={"disgust": 0.25}),
     Variant("ridge-dis/4+mirror", "ridge-dis/4 + mirror images", class_ridge={"disgust": 0.25}, mirror=True),
     Variant("v1+rule", "v1 at its ridge + per-class decision offsets (nested CV)", ridges=(0.02,), rule=True),
     Variant("mirror+rule", "mirror at its ridge + per-class decision offsets (nested CV)", mirror=True,
             ridges=(0.01,), rule=True),
+    Variant("mirror+rule-disgust", "mirror at its ridge + a decision offset for disgust only (nested CV)",
+            mirror=True, ridges=(0.01,), rule=True, rule_classes=("disgust",)),
+    Variant("boosted", "gradient-boosted depth-2 trees from the members' prior (ridge column: rounds)",
+            model="boosted", ridges=(50, 100, 200)),
 )}
 
 
@@ -118,14 +126,67 @@ def rows_by_image(t: dict[str, np.ndarray]) -> np.ndarray:
     return rows
 
 
-def class_weights(y: np.ndarray, power: float) -> np.ndarray:
-    """Per-sample weights ~ n_c ** -power, scaled to sum to len(y); power 1 is `fusion.balanced_weights`."""
-    if power == 1.0:
-        return fusion.balanced_weights(y)
-    counts = np.bincount(y, minlength=K).astype(np.float64)
-    per = np.divide(1.0, counts ** power, out=np.zeros(K), where=counts > 0)
-    w = per[y]
-    return w * len(y) / w.sum()
+class BoostedTrees:
+    """Multinomial gradient boosting (Newton steps, depth-2 trees on 16 quantile bins per feature, numpy
+    only), started from the members' prior log-probabilities as logistic head starts from them: each round
+    adds one small tree per class to the logits. Deterministic: no subsampling."""
+
+    def __init__(self, rounds: int, rate: float = 0.05, depth: int = 2, l2: float = 1.0, min_weight: float = 5.0):
+        self.rounds, self.rate, self.depth, self.l2, self.min_weight = rounds, rate, depth, l2, min_weight
+
+    def _bin(self, x: np.ndarray) -> np.ndarray:
+        return np.stack([np.searchsorted(self.edges[j], x[:, j]) for j in range(x.shape[1])], axis=1)
+
+    def fit(self, x: np.ndarray, offset: np.ndarray, y: np.ndarray, w: np.ndarray) -> "BoostedTrees":
+        self.edges = [np.unique(np.quantile(x[:, j], np.linspace(0, 1, 17)[1:-1])) for j in range(x.shape[1])]
+        b = self._bin(x)
+        n, p = b.shape
+        flat = b + 17 * np.arange(p)[None, :]
+        onehot = np.eye(K)[y]
+        z = offset.copy()
+        self.trees: list[list[tuple]] = []
+        w = w / w.mean()
+        for _ in range(self.rounds):
+            prob = fusion.softmax(z)
+            g, h = w[:, None] * (prob - onehot), w[:, None] * np.clip(prob * (1 - prob), 1e-6, None)
+            round_trees = []
+            for c in range(K):
+                tree = self._grow(flat, b, g[:, c], h[:, c], np.arange(n), self.depth)
+                z[:, c] += self.rate * self._apply(tree, b)
+                round_trees.append(tree)
+            self.trees.append(round_trees)
+        return self
+
+    def _grow(self, flat: np.ndarray, b: np.ndarray, g: np.ndarray, h: np.ndarray, idx: np.ndarray, depth: int):
+        G, H = g[idx].sum(), h[idx].sum()
+        leaf = ("leaf", -G / (H + self.l2))
+        if depth == 0 or H < 2 * self.min_weight:
+            return leaf
+        p = b.shape[1]
+        hg = np.bincount(flat[idx].ravel(), np.repeat(g[idx], p), minlength=17 * p).reshape(p, 17).cumsum(axis=1)
+        hh = np.bincount(flat[idx].ravel(), np.repeat(h[idx], p), minlength=17 * p).reshape(p, 17).cumsum(axis=1)
+        ok = (hh >= self.min_weight) & (H - hh >= self.min_weight)
+        gain = np.where(ok, hg ** 2 / (hh + self.l2) + (G - hg) ** 2 / (H - hh + self.l2), -np.inf)
+        j, t = np.unravel_index(int(np.argmax(gain)), gain.shape)
+        if not np.isfinite(gain[j, t]) or gain[j, t] <= G ** 2 / (H + self.l2) + 1e-12:
+            return leaf
+        left = idx[b[idx, j] <= t]
+        right = idx[b[idx, j] > t]
+        return ("split", j, t, self._grow(flat, b, g, h, left, depth - 1), self._grow(flat, b, g, h, right, depth - 1))
+
+    def _apply(self, tree, b: np.ndarray) -> np.ndarray:
+        if tree[0] == "leaf":
+            return np.full(len(b), tree[1])
+        _, j, t, lo, hi = tree
+        return np.where(b[:, j] <= t, self._apply(lo, b), self._apply(hi, b))
+
+    def predict(self, x: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        b = self._bin(x)
+        z = offset.copy()
+        for round_trees in self.trees:
+            for c, tree in enumerate(round_trees):
+                z[:, c] += self.rate * self._apply(tree, b)
+        return fusion.softmax(z)
 
 
 @dataclass
@@ -152,7 +213,7 @@ def prepare(v: Variant, orig: dict[str, np.ndarray], mirror: dict[str, np.ndarra
     return d
 
 
-def fit_on(v: Variant, d: Data, images: np.ndarray, ridge: float) -> fusion.HeadWeights:
+def fit_on(v: Variant, d: Data, images: np.ndarray, ridge: float) -> fusion.HeadWeights | BoostedTrees:
     """The head fitted on these images (each with a found face), plus their mirror images if the variant
     uses them: a mirror image only ever joins its own original's side of a split."""
     x, off, y = d.xo[d.ro[images]], d.off_o[d.ro[images]], d.y[images]
@@ -160,8 +221,10 @@ def fit_on(v: Variant, d: Data, images: np.ndarray, ridge: float) -> fusion.Head
         m = images[d.rm[images] >= 0]
         x, off, y = (np.concatenate([x, d.xm[d.rm[m]]]), np.concatenate([off, d.off_m[d.rm[m]]]),
                      np.concatenate([y, d.y[m]]))
+    if v.model == "boosted":
+        return BoostedTrees(rounds=int(ridge)).fit(x, off, y, fusion.class_weights(y, v.class_power))
     cr = None if not v.class_ridge else np.array([v.class_ridge.get(c, 1.0) for c in EXPRESSIONS])
-    return fusion.fit_head(x, off, y, ridge, sample_weight=class_weights(y, v.class_power), class_ridge=cr)
+    return fusion.fit_head(x, off, y, ridge, sample_weight=fusion.class_weights(y, v.class_power), class_ridge=cr)
 
 
 def out_of_fold(v: Variant, d: Data, images: np.ndarray, folds: np.ndarray, ridge: float) -> np.ndarray:
@@ -190,12 +253,12 @@ def rule_objective(prob: np.ndarray, y: np.ndarray, delta: np.ndarray) -> float:
     return float(recall[present].mean() - short)
 
 
-def choose_rule(prob: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-class log-offsets (neutral's fixed at 0) by coordinate ascent on `rule_objective`; ties keep
-    the smaller offset (closer to the probabilities' own argmax)."""
+def choose_rule(prob: np.ndarray, y: np.ndarray, classes: tuple[str, ...] = EXPRESSIONS[1:]) -> np.ndarray:
+    """Per-class log-offsets of `classes` (the rest fixed at 0) by coordinate ascent on `rule_objective`;
+    ties keep the smaller offset (closer to the probabilities' own argmax)."""
     delta = np.zeros(K)
     for _ in range(3):
-        for c in range(1, K):
+        for c in (EXPRESSIONS.index(n) for n in classes):
             best, best_v = delta[c], rule_objective(prob, y, delta)
             for g in sorted(RULE_GRID, key=abs):
                 trial = delta.copy()
@@ -221,11 +284,13 @@ def evaluate(v: Variant, orig: dict[str, np.ndarray], mirror: dict[str, np.ndarr
     for seed in seeds:
         folds = fusion.group_folds(d.groups[found], ffh.FOLDS, seed)  # exactly as fusion-v1's CV
         prob = out_of_fold(v, d, found, folds, ridge)
+        offsets = []
         if rule:
             for k in range(ffh.FOLDS):
                 tr = found[folds != k]
                 inner = fusion.group_folds(d.groups[tr], ffh.FOLDS - 1, seed)
-                delta = choose_rule(out_of_fold(v, d, tr, inner, ridge), d.y[tr])
+                delta = choose_rule(out_of_fold(v, d, tr, inner, ridge), d.y[tr], v.rule_classes)
+                offsets.append(delta.tolist())
                 prob[folds == k] = fusion.softmax(np.log(np.clip(prob[folds == k], 1e-300, None)) + delta)
         pred = prob.argmax(axis=1)
         correct = np.array([np.sum((pred == c) & (y == c)) for c in range(K)])
@@ -234,7 +299,7 @@ def evaluate(v: Variant, orig: dict[str, np.ndarray], mirror: dict[str, np.ndarr
             "seed": seed, "balanced_accuracy": float(acc.mean()), "per_class": acc.tolist(),
             "ece": fusion.expected_calibration_error(prob, y),
             "class_ece": [fusion.classwise_calibration_error(prob, y, c) for c in range(K)],
-        })
+        } | ({"rule_offsets_per_fold": offsets} if rule else {}))
     mean = lambda key: np.mean([s[key] for s in per_seed], axis=0)  # noqa: E731
     return {"ridge": ridge, "balanced_accuracy": float(mean("balanced_accuracy")),
             "per_class": mean("per_class").tolist(), "ece": float(mean("ece")),
@@ -268,18 +333,32 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--table", type=Path, default=ffh.TABLE)
     ap.add_argument("--mirror-table", type=Path, default=ffh.MIRROR_TABLE)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="results file (merged with what it holds)")
+    ap.add_argument("--markdown", action="store_true", help="print the table of every variant in --json")
     args = ap.parse_args()
     orig = load(args.table)
     mirror = load(args.mirror_table) if args.mirror_table.exists() else None
     results = []
     print(HEADER, flush=True)
-    for name in args.variants.split(","):
+    for name in [n for n in args.variants.split(",") if n]:
         results.append(study(VARIANTS[name], orig, mirror))
         print(row(results[-1]), flush=True)
-    if args.json:
+    if args.json:  # merged by variant name, so runs of different --variants build one file
+        known = {r["variant"]: r for r in json.loads(args.json.read_text())} if args.json.exists() else {}
+        known.update({r["variant"]: r for r in results})
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        args.json.write_text(json.dumps([known[n] for n in VARIANTS if n in known], indent=1) + "\n")
+    if args.markdown:
+        every = json.loads(args.json.read_text()) if args.json else results
+        print("\n" + HEADER)
+        for r in every:
+            print(row(r))
+        print("\n| variant | " + " | ".join(f"ECE {c}" for c in EXPRESSIONS) + " | top-label ECE per seed |\n|"
+              + "---|" * (K + 2))
+        for r in every:
+            c = r["chosen"]
+            print(f"| {r['variant']} | " + " | ".join(f"{e:.3f}" for e in c["class_ece"]) + " | "
+                  + "/".join(f"{s['ece']:.3f}" for s in c["per_seed"]) + " |")
 
 
 if __name__ == "__main__":

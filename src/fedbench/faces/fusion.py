@@ -34,7 +34,10 @@ from scipy.optimize import minimize
 
 from fedbench.labels import EXPRESSIONS
 
-HEAD_FILE = "fusion_head_v1.json"  # its sha256 enters the feature-cache key and every summary's backbones
+# Each head's artifact; its sha256 enters the feature-cache key and every summary's backbones. fusion-v1 stays
+# loadable and refits bit for bit: FED-Score 2.0 was measured under it.
+HEAD_FILES: dict[str, str] = {"fusion-v1": "fusion_head_v1.json", "fusion-v2": "fusion_head_v2.json"}
+HEAD_FILE = HEAD_FILES["fusion-v1"]
 PROB_FLOOR = 1e-4  # members' probabilities are clipped here before the log: one 0 must not dominate
 
 # MediaPipe face-mesh indices for the shape features ("left" = image left, the subject's right).
@@ -111,6 +114,17 @@ def balanced_weights(y: np.ndarray, classes: int = len(EXPRESSIONS)) -> np.ndarr
     counts = np.bincount(y, minlength=classes).astype(np.float64)
     per_class = np.divide(len(y), (counts > 0).sum() * counts, out=np.zeros(classes), where=counts > 0)
     return per_class[y]
+
+
+def class_weights(y: np.ndarray, power: float = 1.0, classes: int = len(EXPRESSIONS)) -> np.ndarray:
+    """Per-sample weights proportional to n_class ** -power, summing to len(y). Power 1 is
+    `balanced_weights` (exactly); above 1 a rare class weighs more than a common one in total."""
+    if power == 1.0:
+        return balanced_weights(y, classes)
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    per_class = np.divide(1.0, counts ** power, out=np.zeros(classes), where=counts > 0)
+    w = per_class[y]
+    return w * len(y) / w.sum()
 
 
 @dataclass(frozen=True)
@@ -219,14 +233,18 @@ class FusionHead:
         return self.weights.predict(x, offset)
 
 
-def head_text() -> bytes:
-    return resources.files("fedbench.faces").joinpath("data", HEAD_FILE).read_bytes()
+def head_text(version: str = "fusion-v1") -> bytes:
+    if version not in HEAD_FILES:
+        raise ValueError(f"unknown fusion head {version!r}; known: {', '.join(HEAD_FILES)}")
+    return resources.files("fedbench.faces").joinpath("data", HEAD_FILES[version]).read_bytes()
 
 
-@lru_cache(maxsize=1)
-def load_head() -> FusionHead:
-    text = head_text()
+@lru_cache(maxsize=None)
+def load_head(version: str = "fusion-v1") -> FusionHead:
+    text = head_text(version)
     body = json.loads(text)
+    if body["version"] != version:
+        raise ValueError(f"{HEAD_FILES[version]} holds {body['version']!r}, not {version!r}")
     w = body["weights"]
     weights = HeadWeights(np.array(w["mean"]), np.array(w["scale"]), np.array(w["W"]), np.array(w["b"]), float(w["a"]))
     return FusionHead(version=body["version"], cnn_members=tuple(body["cnn_members"]), weights=weights,
