@@ -1,4 +1,4 @@
-"""Fit (or refit, bit for bit) the emotion fusion head shipped in fedbench/faces/data/fusion_head_v1.json.
+"""Fit (or refit, bit for bit) the emotion fusion heads shipped in fedbench/faces/data/fusion_head_v*.json.
 
     .venv/bin/python benchmarks/fit_fusion_head.py                 # perceive the dev faces, CV, fit, write
     .venv/bin/python benchmarks/fit_fusion_head.py --from-table    # refit from the recorded feature table
@@ -18,6 +18,10 @@ wrong. Ridges within TIE of the best count as tied (one of the 7 fear faces move
 which is what rare classes need. The class-balanced negative log-likelihood is reported beside it. The
 chosen head's cross-validated per-class accuracy and calibration (top-label ECE and each
 class's one-vs-rest ECE) are written into the artifact and printed.
+
+fusion-v2 is the same model fitted on every dev face plus its mirror image (the mirror table), with class
+weights ~ n_class ** -1.5; its ridge is chosen by the same CV and rule through the variant study
+(`benchmarks/fusion_head_study.py`, variant V2_VARIANT), whose per-seed figures go into its artifact.
 """
 
 from __future__ import annotations

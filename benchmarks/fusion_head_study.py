@@ -339,8 +339,10 @@ def main() -> None:
     orig = load(args.table)
     mirror = load(args.mirror_table) if args.mirror_table.exists() else None
     results = []
-    print(HEADER, flush=True)
-    for name in [n for n in args.variants.split(",") if n]:
+    names = [n for n in args.variants.split(",") if n]
+    if names:
+        print(HEADER, flush=True)
+    for name in names:
         results.append(study(VARIANTS[name], orig, mirror))
         print(row(results[-1]), flush=True)
     if args.json:  # merged by variant name, so runs of different --variants build one file
@@ -350,7 +352,7 @@ def main() -> None:
         args.json.write_text(json.dumps([known[n] for n in VARIANTS if n in known], indent=1) + "\n")
     if args.markdown:
         every = json.loads(args.json.read_text()) if args.json else results
-        print("\n" + HEADER)
+        print(("\n" if names else "") + HEADER)
         for r in every:
             print(row(r))
         print("\n| variant | " + " | ".join(f"ECE {c}" for c in EXPRESSIONS) + " | top-label ECE per seed |\n|"
