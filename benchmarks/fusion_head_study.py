@@ -299,6 +299,11 @@ def evaluate(v: Variant, orig: dict[str, np.ndarray], mirror: dict[str, np.ndarr
             "seed": seed, "balanced_accuracy": float(acc.mean()), "per_class": acc.tolist(),
             "ece": fusion.expected_calibration_error(prob, y),
             "class_ece": [fusion.classwise_calibration_error(prob, y, c) for c in range(K)],
+            # the same under a uniform class prior (faces weighted so every class totals the same), the
+            # prior the heads' class weights aim their probabilities at
+            "ece_uniform": fusion.expected_calibration_error(prob, y, weight=fusion.balanced_weights(y)),
+            "class_ece_uniform": [fusion.classwise_calibration_error(prob, y, c, weight=fusion.balanced_weights(y))
+                                  for c in range(K)],
         } | ({"rule_offsets_per_fold": offsets} if rule else {}))
     mean = lambda key: np.mean([s[key] for s in per_seed], axis=0)  # noqa: E731
     return {"ridge": ridge, "balanced_accuracy": float(mean("balanced_accuracy")),

@@ -165,3 +165,29 @@ def test_each_head_keys_the_feature_cache_with_its_own_sha256():
     assert v1["emotion_head_sha256"] == fusion.load_head("fusion-v1").sha256
     assert v2["emotion_head_sha256"] == fusion.load_head("fusion-v2").sha256 != v1["emotion_head_sha256"]
     assert tuple(fusion.load_head("fusion-v2").cnn_members) == tuple(fusion.load_head().cnn_members)
+
+
+def test_weighted_calibration_error_reweights_the_bins():
+    rng = np.random.default_rng(4)
+    prob = rng.dirichlet(np.ones(7) * 0.5, size=3000)
+    y = np.array([rng.choice(7, p=p) for p in prob])
+    ones = np.ones(len(y))
+    assert fusion.expected_calibration_error(prob, y, weight=ones) == pytest.approx(fusion.expected_calibration_error(prob, y))
+    assert fusion.classwise_calibration_error(prob, y, 2, weight=ones) == pytest.approx(
+        fusion.classwise_calibration_error(prob, y, 2))
+    # forecasts calibrated for the natural frequencies: a class weighted up is then under-forecast
+    always = np.tile(np.bincount(y, minlength=7) / len(y), (len(y), 1))
+    w = np.where(y == 0, 10.0, 1.0)
+    assert fusion.classwise_calibration_error(always, y, 0) < 0.01
+    assert fusion.classwise_calibration_error(always, y, 0, weight=w) > 0.3
+
+
+def test_provenance_names_the_head_in_use():
+    from fedbench.faces.perception import PerceptionConfig
+    from fedbench.scoring.provenance import backbones_used
+
+    for version in fusion.HEAD_FILES:
+        head = backbones_used(PerceptionConfig(emotion_head=version))["models"]["fusion-head"]
+        assert head["sha256"] == fusion.load_head(version).sha256
+        assert head["source"].endswith(fusion.HEAD_FILES[version])
+    assert "fusion-head" not in backbones_used(PerceptionConfig(emotion_head="mean"))["models"]

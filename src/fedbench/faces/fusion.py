@@ -186,25 +186,33 @@ def group_folds(groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return np.array([fold_of[g] for g in groups.tolist()])
 
 
-def _calibration_gap(forecast: np.ndarray, hit: np.ndarray, bins: int) -> float:
-    """|observed rate - mean forecast| per forecast bin (the first bin closed at 0), weighted by its share."""
+def _calibration_gap(forecast: np.ndarray, hit: np.ndarray, bins: int, weight: np.ndarray | None = None) -> float:
+    """|observed rate - mean forecast| per forecast bin (the first bin closed at 0), weighted by its share.
+    `weight`: per-sample weights (e.g. `balanced_weights`, for calibration under a uniform class prior)."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     total = 0.0
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         m = ((forecast > lo) | (i == 0) & (forecast >= lo)) & (forecast <= hi)
-        if m.any():
+        if not m.any():
+            continue
+        if weight is None:
             total += m.mean() * abs(hit[m].mean() - forecast[m].mean())
+        else:
+            wm = weight[m]
+            total += wm.sum() / weight.sum() * abs(float((wm * hit[m]).sum() - (wm * forecast[m]).sum()) / wm.sum())
     return float(total)
 
 
-def expected_calibration_error(prob: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+def expected_calibration_error(prob: np.ndarray, y: np.ndarray, bins: int = 10,
+                               weight: np.ndarray | None = None) -> float:
     """Top-label ECE: |accuracy - confidence| per confidence bin, weighted by the bin's share."""
-    return _calibration_gap(prob.max(axis=1), prob.argmax(axis=1) == y, bins)
+    return _calibration_gap(prob.max(axis=1), prob.argmax(axis=1) == y, bins, weight)
 
 
-def classwise_calibration_error(prob: np.ndarray, y: np.ndarray, cls: int, bins: int = 10) -> float:
+def classwise_calibration_error(prob: np.ndarray, y: np.ndarray, cls: int, bins: int = 10,
+                                weight: np.ndarray | None = None) -> float:
     """ECE of one class's probability as a one-vs-rest forecast (is this face `cls`?)."""
-    return _calibration_gap(prob[:, cls], y == cls, bins)
+    return _calibration_gap(prob[:, cls], y == cls, bins, weight)
 
 
 def to_json(weights: HeadWeights, meta: dict[str, Any]) -> str:
