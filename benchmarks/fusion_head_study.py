@@ -304,6 +304,8 @@ def evaluate(v: Variant, orig: dict[str, np.ndarray], mirror: dict[str, np.ndarr
             "ece_uniform": fusion.expected_calibration_error(prob, y, weight=fusion.balanced_weights(y)),
             "class_ece_uniform": [fusion.classwise_calibration_error(prob, y, c, weight=fusion.balanced_weights(y))
                                   for c in range(K)],
+            # mean forecast of each class under that prior (calibrated: 1/7 each)
+            "mean_forecast_uniform": (fusion.balanced_weights(y) @ prob / len(y)).tolist(),
         } | ({"rule_offsets_per_fold": offsets} if rule else {}))
     mean = lambda key: np.mean([s[key] for s in per_seed], axis=0)  # noqa: E731
     return {"ridge": ridge, "balanced_accuracy": float(mean("balanced_accuracy")),
@@ -366,6 +368,19 @@ def main() -> None:
             c = r["chosen"]
             print(f"| {r['variant']} | " + " | ".join(f"{e:.3f}" for e in c["class_ece"]) + " | "
                   + "/".join(f"{s['ece']:.3f}" for s in c["per_seed"]) + " |")
+        uniform = [r for r in every if "ece_uniform" in r["chosen"]["per_seed"][0]]
+        if uniform:  # calibration with every class weighted to the same total (a uniform class prior)
+            print("\n| variant (uniform class prior) | " + " | ".join(f"ECE {c}" for c in EXPRESSIONS)
+                  + " | top-label ECE per seed | mean forecast " + "/".join(EXPRESSIONS) + f" (calibrated: {1 / K:.3f})"
+                  + " |\n|" + "---|" * (K + 3))
+            for r in uniform:
+                seeds = r["chosen"]["per_seed"]
+                per_class = np.mean([s["class_ece_uniform"] for s in seeds], axis=0)
+                forecast = (np.mean([s["mean_forecast_uniform"] for s in seeds], axis=0)
+                            if "mean_forecast_uniform" in seeds[0] else None)
+                print(f"| {r['variant']} | " + " | ".join(f"{e:.3f}" for e in per_class) + " | "
+                      + "/".join(f"{s['ece_uniform']:.3f}" for s in seeds) + " | "
+                      + ("/".join(f"{f:.3f}" for f in forecast) if forecast is not None else "") + " |")
 
 
 if __name__ == "__main__":
