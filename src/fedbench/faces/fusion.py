@@ -17,7 +17,10 @@ benchmark with balanced targets asks for).
 
 The head is a small JSON artifact (`data/fusion_head_v1.json`) with its sha256, the identity-grouped
 cross-validation figures and a description of the data it was fitted on; `benchmarks/fit_fusion_head.py`
-refits it bit for bit from the feature table shipped beside it.
+refits it bit for bit from the feature table shipped beside it. `fusion-v2` (`data/fusion_head_v2.json`,
+opt-in through PerceptionConfig.emotion_head) is the same model fitted on every dev face and its mirror
+image with class weights ~ n_class ** -1.5: more disgust and fear recall, probabilities closer to
+calibrated under a uniform class prior (docs/perception.md has the comparison).
 """
 
 from __future__ import annotations
