@@ -114,3 +114,80 @@ def test_config_names_the_members_the_head_needs():
 def test_ensemble_refuses_a_head_whose_members_are_missing():
     with pytest.raises(ValueError, match="fer-cnn"):
         EmotionEnsemble([BlendshapePrototype()], head=fusion.load_head())
+
+
+MIRROR_TABLE = REPO / "benchmarks/data/fusion_head_mirror_features.npz"
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_fusion_v2_refits_bit_for_bit_from_the_face_and_mirror_tables():
+    """fusion-v2's training set, assembled here independently of the fit script: every dev face with a
+    found face, then the mirror image of each of those whose mirror was found too (same label), weighted
+    ~ n_class ** -power."""
+    t, m = _load(TABLE), _load(MIRROR_TABLE)
+    assert np.array_equal(t["image"], m["image"]) and str(t["signature"]) == str(m["signature"])
+    body = json.loads(fusion.head_text("fusion-v2"))
+    rows_m = np.cumsum(m["found"]) - 1
+    both = t["found"] & m["found"]
+    x = np.concatenate([t["x"], m["x"][rows_m[both]]])
+    off = np.concatenate([t["offset"], m["offset"][rows_m[both]]])
+    y = np.concatenate([t["label"][t["found"]], t["label"][both]])
+    assert body["fitted_on"]["mirror_images"] == int(both.sum())
+    w = fusion.class_weights(y, body["training"]["class_weight_power"])
+    weights = fusion.fit_head(x, off, y, body["cross_validation"]["ridge"], sample_weight=w)
+    shipped = fusion.load_head("fusion-v2")
+    assert shipped.version == "fusion-v2" and shipped.sha256 != fusion.load_head().sha256
+    assert np.array_equal(weights.W, shipped.weights.W) and np.array_equal(weights.b, shipped.weights.b)
+    assert np.array_equal(weights.mean, shipped.weights.mean) and weights.a == shipped.weights.a
+
+
+def test_class_weights_power_one_is_balanced_and_above_one_favours_rare_classes():
+    y = np.array([0, 0, 0, 0, 1, 2, 2])
+    assert np.array_equal(fusion.class_weights(y, 1.0), fusion.balanced_weights(y))
+    w = fusion.class_weights(y, 1.5)
+    totals = np.bincount(y, weights=w)
+    assert np.isclose(w.sum(), len(y)) and totals[1] > totals[2] > totals[0]
+
+
+def test_unknown_head_is_refused():
+    with pytest.raises(ValueError, match="fusion-v9"):
+        fusion.head_text("fusion-v9")
+
+
+def test_each_head_keys_the_feature_cache_with_its_own_sha256():
+    from fedbench.faces.perception import PerceptionConfig
+
+    v1, v2 = (json.loads(PerceptionConfig(emotion_head=h).signature()) for h in ("fusion-v1", "fusion-v2"))
+    assert v1["emotion_head_sha256"] == fusion.load_head("fusion-v1").sha256
+    assert v2["emotion_head_sha256"] == fusion.load_head("fusion-v2").sha256 != v1["emotion_head_sha256"]
+    assert tuple(fusion.load_head("fusion-v2").cnn_members) == tuple(fusion.load_head().cnn_members)
+
+
+def test_weighted_calibration_error_reweights_the_bins():
+    rng = np.random.default_rng(4)
+    prob = rng.dirichlet(np.ones(7) * 0.5, size=3000)
+    y = np.array([rng.choice(7, p=p) for p in prob])
+    ones = np.ones(len(y))
+    assert fusion.expected_calibration_error(prob, y, weight=ones) == pytest.approx(fusion.expected_calibration_error(prob, y))
+    assert fusion.classwise_calibration_error(prob, y, 2, weight=ones) == pytest.approx(
+        fusion.classwise_calibration_error(prob, y, 2))
+    # forecasts calibrated for the natural frequencies: a class weighted up is then under-forecast
+    always = np.tile(np.bincount(y, minlength=7) / len(y), (len(y), 1))
+    w = np.where(y == 0, 10.0, 1.0)
+    assert fusion.classwise_calibration_error(always, y, 0) < 0.01
+    assert fusion.classwise_calibration_error(always, y, 0, weight=w) > 0.3
+
+
+def test_provenance_names_the_head_in_use():
+    from fedbench.faces.perception import PerceptionConfig
+    from fedbench.scoring.provenance import backbones_used
+
+    for version in fusion.HEAD_FILES:
+        head = backbones_used(PerceptionConfig(emotion_head=version))["models"]["fusion-head"]
+        assert head["sha256"] == fusion.load_head(version).sha256
+        assert head["source"].endswith(fusion.HEAD_FILES[version])
+    assert "fusion-head" not in backbones_used(PerceptionConfig(emotion_head="mean"))["models"]

@@ -70,7 +70,7 @@ def test_key_changes_when_the_fusion_head_changes(monkeypatch: pytest.MonkeyPatc
     before = PerceptionConfig().signature()
     assert json.loads(before)["emotion_head_sha256"] == fusion.load_head().sha256
     other = dataclasses.replace(fusion.load_head(), sha256="0" * 64)
-    monkeypatch.setattr(fusion, "load_head", lambda: other)
+    monkeypatch.setattr(fusion, "load_head", lambda version="fusion-v1": other)
     assert PerceptionConfig().signature() != before
     assert "emotion_head_sha256" not in json.loads(PerceptionConfig(emotion_head="mean").signature())
 

@@ -17,7 +17,10 @@ benchmark with balanced targets asks for).
 
 The head is a small JSON artifact (`data/fusion_head_v1.json`) with its sha256, the identity-grouped
 cross-validation figures and a description of the data it was fitted on; `benchmarks/fit_fusion_head.py`
-refits it bit for bit from the feature table shipped beside it.
+refits it bit for bit from the feature table shipped beside it. `fusion-v2` (`data/fusion_head_v2.json`,
+opt-in through PerceptionConfig.emotion_head) is the same model fitted on every dev face and its mirror
+image with class weights ~ n_class ** -1.5: more disgust and fear recall, probabilities closer to
+calibrated under a uniform class prior (docs/perception.md has the comparison).
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ from scipy.optimize import minimize
 
 from fedbench.labels import EXPRESSIONS
 
-HEAD_FILE = "fusion_head_v1.json"  # its sha256 enters the feature-cache key and every summary's backbones
+# Each head's artifact; its sha256 enters the feature-cache key and every summary's backbones. fusion-v1 stays
+# loadable and refits bit for bit: FED-Score 2.0 was measured under it.
+HEAD_FILES: dict[str, str] = {"fusion-v1": "fusion_head_v1.json", "fusion-v2": "fusion_head_v2.json"}
+HEAD_FILE = HEAD_FILES["fusion-v1"]
 PROB_FLOOR = 1e-4  # members' probabilities are clipped here before the log: one 0 must not dominate
 
 # MediaPipe face-mesh indices for the shape features ("left" = image left, the subject's right).
@@ -113,6 +119,17 @@ def balanced_weights(y: np.ndarray, classes: int = len(EXPRESSIONS)) -> np.ndarr
     return per_class[y]
 
 
+def class_weights(y: np.ndarray, power: float = 1.0, classes: int = len(EXPRESSIONS)) -> np.ndarray:
+    """Per-sample weights proportional to n_class ** -power, summing to len(y). Power 1 is
+    `balanced_weights` (exactly); above 1 a rare class weighs more than a common one in total."""
+    if power == 1.0:
+        return balanced_weights(y, classes)
+    counts = np.bincount(y, minlength=classes).astype(np.float64)
+    per_class = np.divide(1.0, counts ** power, out=np.zeros(classes), where=counts > 0)
+    w = per_class[y]
+    return w * len(y) / w.sum()
+
+
 @dataclass(frozen=True)
 class HeadWeights:
     mean: np.ndarray  # p, standardisation
@@ -127,25 +144,33 @@ class HeadWeights:
         return softmax(z)
 
 
-def fit_head(x: np.ndarray, offset: np.ndarray, y: np.ndarray, ridge: float, bias_ridge: float = 1e-3
-             ) -> HeadWeights:
+def fit_head(x: np.ndarray, offset: np.ndarray, y: np.ndarray, ridge: float, bias_ridge: float = 1e-3,
+             sample_weight: np.ndarray | None = None, class_ridge: np.ndarray | None = None) -> HeadWeights:
     """Class-balanced multinomial logistic regression with the members' prior as an offset (deterministic:
-    L-BFGS from a fixed start, so the same inputs give the same weights bit for bit)."""
+    L-BFGS from a fixed start, so the same inputs give the same weights bit for bit).
+
+    `sample_weight` replaces the balanced weights (the caller balances); `class_ridge` (K) scales the
+    ridge per class column of W. Left as None, the arithmetic is fusion-v1's exactly."""
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
     xs = (x - mean) / scale
     n, p = xs.shape
     k = len(EXPRESSIONS)
     onehot = np.eye(k)[y]
-    w = balanced_weights(y)
+    w = balanced_weights(y) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     total = w.sum()
+    r = None if class_ridge is None else ridge * np.asarray(class_ridge, dtype=np.float64)[None, :]
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         W, b, a = theta[: p * k].reshape(p, k), theta[p * k: p * k + k], theta[-1]
         prob = softmax(a * offset + xs @ W + b)
         nll = -float((w * np.log(np.clip((prob * onehot).sum(axis=1), 1e-300, None))).sum()) / total
-        value = nll + ridge * float((W ** 2).sum()) + bias_ridge * float((b ** 2).sum())
+        if r is None:  # fusion-v1's arithmetic, kept as it was so v1 refits bit for bit
+            penalty, dW = ridge * float((W ** 2).sum()), 2 * ridge * W
+        else:
+            penalty, dW = float((r * W ** 2).sum()), 2 * r * W
+        value = nll + penalty + bias_ridge * float((b ** 2).sum())
         g = (w[:, None] * (prob - onehot)) / total
-        grad = np.concatenate([(xs.T @ g + 2 * ridge * W).ravel(), g.sum(axis=0) + 2 * bias_ridge * b,
+        grad = np.concatenate([(xs.T @ g + dW).ravel(), g.sum(axis=0) + 2 * bias_ridge * b,
                                [float((g * offset).sum())]])
         return value, grad
 
@@ -164,25 +189,33 @@ def group_folds(groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return np.array([fold_of[g] for g in groups.tolist()])
 
 
-def _calibration_gap(forecast: np.ndarray, hit: np.ndarray, bins: int) -> float:
-    """|observed rate - mean forecast| per forecast bin (the first bin closed at 0), weighted by its share."""
+def _calibration_gap(forecast: np.ndarray, hit: np.ndarray, bins: int, weight: np.ndarray | None = None) -> float:
+    """|observed rate - mean forecast| per forecast bin (the first bin closed at 0), weighted by its share.
+    `weight`: per-sample weights (e.g. `balanced_weights`, for calibration under a uniform class prior)."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     total = 0.0
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         m = ((forecast > lo) | (i == 0) & (forecast >= lo)) & (forecast <= hi)
-        if m.any():
+        if not m.any():
+            continue
+        if weight is None:
             total += m.mean() * abs(hit[m].mean() - forecast[m].mean())
+        else:
+            wm = weight[m]
+            total += wm.sum() / weight.sum() * abs(float((wm * hit[m]).sum() - (wm * forecast[m]).sum()) / wm.sum())
     return float(total)
 
 
-def expected_calibration_error(prob: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+def expected_calibration_error(prob: np.ndarray, y: np.ndarray, bins: int = 10,
+                               weight: np.ndarray | None = None) -> float:
     """Top-label ECE: |accuracy - confidence| per confidence bin, weighted by the bin's share."""
-    return _calibration_gap(prob.max(axis=1), prob.argmax(axis=1) == y, bins)
+    return _calibration_gap(prob.max(axis=1), prob.argmax(axis=1) == y, bins, weight)
 
 
-def classwise_calibration_error(prob: np.ndarray, y: np.ndarray, cls: int, bins: int = 10) -> float:
+def classwise_calibration_error(prob: np.ndarray, y: np.ndarray, cls: int, bins: int = 10,
+                                weight: np.ndarray | None = None) -> float:
     """ECE of one class's probability as a one-vs-rest forecast (is this face `cls`?)."""
-    return _calibration_gap(prob[:, cls], y == cls, bins)
+    return _calibration_gap(prob[:, cls], y == cls, bins, weight)
 
 
 def to_json(weights: HeadWeights, meta: dict[str, Any]) -> str:
@@ -211,14 +244,18 @@ class FusionHead:
         return self.weights.predict(x, offset)
 
 
-def head_text() -> bytes:
-    return resources.files("fedbench.faces").joinpath("data", HEAD_FILE).read_bytes()
+def head_text(version: str = "fusion-v1") -> bytes:
+    if version not in HEAD_FILES:
+        raise ValueError(f"unknown fusion head {version!r}; known: {', '.join(HEAD_FILES)}")
+    return resources.files("fedbench.faces").joinpath("data", HEAD_FILES[version]).read_bytes()
 
 
-@lru_cache(maxsize=1)
-def load_head() -> FusionHead:
-    text = head_text()
+@lru_cache(maxsize=None)
+def load_head(version: str = "fusion-v1") -> FusionHead:
+    text = head_text(version)
     body = json.loads(text)
+    if body["version"] != version:
+        raise ValueError(f"{HEAD_FILES[version]} holds {body['version']!r}, not {version!r}")
     w = body["weights"]
     weights = HeadWeights(np.array(w["mean"]), np.array(w["scale"]), np.array(w["W"]), np.array(w["b"]), float(w["a"]))
     return FusionHead(version=body["version"], cnn_members=tuple(body["cnn_members"]), weights=weights,

@@ -44,7 +44,7 @@ MEMBER_ARTIFACTS: dict[str, tuple[str, ...]] = {
     "faceapi-cnn": ("faceapi-expression", "faceapi-expression-manifest"),
 }
 
-FUSION_V1_MEMBERS = ("fer-cnn", "facex-cnn", "faceapi-cnn")  # what fusion_head_v1.json reads (tested)
+FUSION_V1_MEMBERS = ("fer-cnn", "facex-cnn", "faceapi-cnn")  # what fusion_head_v1/v2.json read (tested)
 
 ImageStatus = Literal["ok", "no_face", "multi_face"]
 PadMode = Literal["replicate", "grey"]  # what fills the border of a padded retry
@@ -64,9 +64,10 @@ class PerceptionConfig(BaseModel):
         "fer-cnn", "facex-cnn", "faceapi-cnn", "blendshape-prototype",
     ]
     emotion_weights: list[float] | None = None
-    emotion_head: Literal["fusion-v1", "mean"] = Field(
+    emotion_head: Literal["fusion-v1", "fusion-v2", "mean"] = Field(
         "fusion-v1", description="fusion-v1: the calibrated head over the members, blendshapes and face shape "
-        "(faces/fusion.py); mean: the members' (weighted) mean")
+        "(faces/fusion.py); fusion-v2: the same head refitted with mirrored faces and rare classes weighted "
+        "up (docs/perception.md); mean: the members' (weighted) mean")
     max_faces: int = Field(4, ge=1)
     # Measured on the faces-in-the-wild dev images and tight crops of them (benchmarks/tight_crops.py,
     # docs/perception.md): mid-grey recovers more than repeated edges, and the two sizes find different faces.
@@ -79,10 +80,10 @@ class PerceptionConfig(BaseModel):
 
     @model_validator(mode="after")
     def _head_has_its_members(self) -> "PerceptionConfig":
-        if self.emotion_head == "fusion-v1":
+        if self.emotion_head != "mean":
             missing = [m for m in FUSION_V1_MEMBERS if m not in self.emotion_members]
             if missing:
-                raise ValueError(f"emotion_head 'fusion-v1' reads the members {', '.join(missing)}; add them to "
+                raise ValueError(f"emotion_head '{self.emotion_head}' reads the members {', '.join(missing)}; add them to "
                                  "emotion_members, or set emotion_head='mean'")
         return self
 
@@ -105,10 +106,10 @@ class PerceptionConfig(BaseModel):
             from fedbench.models.store import sha256_of
 
             parts["identity_model"] = sha256_of(self.identity_model)
-        if self.emotion_head == "fusion-v1":
+        if self.emotion_head != "mean":
             from fedbench.faces.fusion import load_head
 
-            parts["emotion_head_sha256"] = load_head().sha256
+            parts["emotion_head_sha256"] = load_head(self.emotion_head).sha256
         parts["artifacts"] = {n: ARTIFACTS[n].sha256 for n in self.artifacts()}
         parts["libraries"] = library_versions()
         parts["perception_version"] = PERCEPTION_VERSION
@@ -257,10 +258,10 @@ class Perceiver:
             "faceapi-cnn": lambda: FaceApiCNN(threads=threads),
         }
         head = None
-        if c.emotion_head == "fusion-v1":
+        if c.emotion_head != "mean":
             from fedbench.faces.fusion import load_head
 
-            head = load_head()
+            head = load_head(c.emotion_head)
         self.emotion = EmotionEnsemble([builders[m]() for m in c.emotion_members], c.emotion_weights, head)
 
     def close(self) -> None:

@@ -21,12 +21,12 @@ def backbones_used(config: PerceptionConfig) -> dict[str, Any]:
         from fedbench.faces.emotion import PROTOTYPE_VERSION
 
         models["blendshape-prototype"] = {"version": PROTOTYPE_VERSION, "licence": "part of fedbench"}
-    if config.emotion_head == "fusion-v1":
-        from fedbench.faces.fusion import load_head
+    if config.emotion_head != "mean":
+        from fedbench.faces.fusion import HEAD_FILES, load_head
 
-        head = load_head()
+        head = load_head(config.emotion_head)
         models["fusion-head"] = {"version": head.version, "sha256": head.sha256, "licence": "part of fedbench",
-                                 "source": "fedbench/faces/data/fusion_head_v1.json"}
+                                 "source": f"fedbench/faces/data/{HEAD_FILES[head.version]}"}
     libraries = {d: dist_version(d) for d in ("fedbench", "mediapipe", "openvino", "opencv-contrib-python",
                                             "ai-edge-litert", "numpy")}
     return {"models": models, "runtime": config.runtime, "libraries": libraries}
