@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from fedbench.cli import app
 from fedbench.editors import build_editor, load_editor_config
 from fedbench.editors.warp import PRESETS, WarpFields, reference_field
+from fedbench.train.warp_strength import RULES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -135,10 +136,9 @@ def test_cli_counts_skipped_rows_and_the_checkpoint_loads(pixelsmile: Path, tmp_
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["data"]["skipped"] == {"no_face_source": 1, "no_face_ground_truth": 1, "same_expression": 1}
-    assert meta["data"]["pairs"] == 4 and meta["grid"] == [1.0, 2.0] and meta["rule"] in ("reference", "global",
-                                                                                            "per_target")
+    assert meta["data"]["pairs"] == 4 and meta["grid"] == [1.0, 2.0] and meta["rule"] in RULES
     assert set(meta["strengths"]) == {"happy", "sad", "surprise", "fear", "disgust", "angry"}
-    assert {r["rule"] for r in meta["validation"]["rules"]} == {"reference", "global", "per_target"}
+    assert [r["rule"] for r in meta["validation"]["rules"]] == list(RULES)
     editor = build_editor(load_editor_config("warp", {"checkpoint": str(out)}))
     for source in (None, "happy"):  # the strength model's field is the same for every source
         np.testing.assert_allclose(editor.fields.lookup("sad", source), meta["strengths"]["sad"] * reference_field("sad"))

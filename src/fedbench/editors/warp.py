@@ -402,14 +402,23 @@ class WarpEditor(Editor):
         self.checkpoint = checkpoint
         self.strength = float(strength)
         self._perception: Any = None
+        self._cache_path: Path | None = None
+
+    def use_feature_cache(self, cache_path: str | Path | None) -> None:
+        """Read and keep landmarks in the run's feature cache (`fedbench eval --cache`). Only where
+        they are stored changes, not what they are (the default perception config, always), so the
+        images and the config hash do not depend on it."""
+        self.close()
+        self._cache_path = Path(cache_path) if cache_path else None
 
     def _landmarks(self, data: bytes, rgb: np.ndarray) -> np.ndarray | None:
-        # From the shared feature cache (default config and cache): a source scored before is not
-        # perceived again, and one perceived here is found there when its edit is scored.
+        # From the shared feature cache (the default config; the run's cache, else the default one):
+        # a source scored before is not perceived again, and one perceived here is found there when
+        # its edit is scored.
         if self._perception is None:
             from fedbench.faces.service import PerceptionService
 
-            self._perception = PerceptionService()
+            self._perception = PerceptionService(None, self._cache_path)
         return self._perception.landmarks_px(data, (rgb.shape[1], rgb.shape[0]))
 
     def edit(self, request: EditRequest) -> EditResult:

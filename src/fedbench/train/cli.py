@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
         columns: Optional[str] = typer.Option(None, help="map fields to your columns: source=img,target=emotion"),
         allow_outside: bool = typer.Option(False, "--allow-outside", help="let paths leave the manifest's folder"),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace a checkpoint already in --out"),
+        cache: Optional[Path] = typer.Option(None, help="additive: feature cache the landmarks are read from and "
+                                             "kept in (default: ~/.cache/fedbench/features.sqlite)"),
     ) -> None:
         """Fit the warp editor's displacement fields (CPU, seconds to minutes)."""
         from fedbench.data.manifest import ManifestError, parse_columns
@@ -81,7 +83,7 @@ def register(app: typer.Typer) -> None:
                 res = train_warp(data, out, folds=folds, seed=seed, min_pairs=min_pairs,
                                  lambdas=_floats(lambdas, "--lambdas"), mus=_floats(mus, "--mus"), priors=prior_list,
                                  objective=objective, columns=parse_columns(columns), allow_outside=allow_outside,
-                                 overwrite=overwrite, console=err)
+                                 overwrite=overwrite, console=err, cache_path=cache)
         except (ManifestError, ValueError, FileExistsError) as exc:
             err.print(f"[red]error[/] {exc}")
             raise typer.Exit(2)
