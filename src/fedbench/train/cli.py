@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         folds: int = typer.Option(5, help="cross-validation folds (whole people each) that choose the rule or "
                                   "the regularisation"),
         seed: int = typer.Option(0, help="seed of the fold assignment"),
-        strengths: str = typer.Option("0.5,0.75,1,1.5,2,2.5,3", help="strength: the grid of strengths tried"),
+        strengths: str = typer.Option("0.5,0.75,1,1.5,2,2.5,3,4", help="strength: the grid of strengths tried"),
         fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="strength: FED-Score definition the "
                                              "strengths are chosen by (use the one you evaluate with)"),
         min_pairs: int = typer.Option(2, help="additive: people with a direct pair a source>target key needs for "

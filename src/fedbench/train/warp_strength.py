@@ -51,7 +51,7 @@ from fedbench.train.data import Folds, assign_folds, group_of, note_skip, unusab
 
 TRAINER = "fedbench train warp --model strength"
 TRAINER_VERSION = "2"  # 2: the "shrunk" rule
-DEFAULT_STRENGTHS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
+DEFAULT_STRENGTHS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 RULES: tuple[str, ...] = ("reference", "global", "shrunk", "per_target")  # simplest first: ties go to the earlier
 SHRINK = 2.0  # "shrunk": the global curve counts as this many people
 NEUTRAL = "neutral"
