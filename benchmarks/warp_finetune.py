@@ -6,11 +6,12 @@ person is tested on frame 00 -> the middle and the last frame (a moderate and a 
 the kept-back checks land), and trains the others with pairs at several intensities
 (`--train-frames`, default 7,14,21,27: a quarter, half, three quarters and all of the way). For
 every person P with usable triplets, `fedbench train warp --model M` fits on everybody else (its
-cross-validation also holds out whole people), then `fedbench eval` runs the reference and the fitted warp over P's triplets, and
-`fedbench compare`'s paired bootstrap gives fitted - reference per person, per target and pooled
-over all held-out people (FED-Score is a macro mean over targets; the bootstrap resamples within
-target). Every (model, seed) is reported; seeds change only the fold assignment of the
-cross-validation (with fewer people than folds it is leave-one-person-out and seed-free).
+cross-validation also holds out whole people), then `fedbench eval` runs the reference and the
+fitted warp over P's triplets, and `fedbench compare`'s paired bootstrap gives fitted - reference
+per person, per target and pooled over all held-out people (FED-Score is a macro mean over targets;
+the bootstrap resamples within target). Every (model, seed) is reported; seeds change only the fold
+assignment of the cross-validation (with fewer people than folds it is leave-one-person-out and
+seed-free).
 
 `--refit-preset` instead refits the fields shipped in the package (`warp` editor,
 `checkpoint=fitted`, the strength model) on every person, bit for bit: the checkpoint names its
