@@ -103,7 +103,8 @@ def displacement(landmarks_px: np.ndarray, target: str | np.ndarray, strength: f
 # further and never folds it. Version 2 sampled the source at p - D(p), right only for small moves:
 # that map folds wherever det(I - J) <= 0 (J the Jacobian of D), which the reference fields reach along
 # the lips already at strength 1 (mouth corners overtake their neighbours) and over much of the mouth
-# at strength 2; where a field asks for a fold, the flow compresses instead.
+# at strength 2; where a field asks for a fold, the flow compresses instead (and `soften` keeps that
+# compression within what a sampled map resolves).
 # The backward flow, q <- q - D(q) / n in n steps, gives each output pixel its source position; with
 # n >= slope / _STEP_SLOPE (slope: the largest spectral norm of J) each step's Jacobian I - J / n keeps
 # singular values in [1 - _STEP_SLOPE, 1 + _STEP_SLOPE], so every step, and their composition, has
@@ -265,17 +266,6 @@ def source_map(grid: WarpGrid, shape: tuple[int, int], spacing: int = 4) -> Sour
         x, y = x - d[:, 0], y - d[:, 1]
     qx[moving], qy[moving] = x, y
     return SourceMap(qx * grid.step, qy * grid.step, spacing)
-
-
-def flow_points(grid: WarpGrid, points_px: np.ndarray) -> np.ndarray:
-    """Where the forward flow takes `points_px` (N x 2): the landmarks' positions after the warp."""
-    n = grid.n_steps
-    velocity = grid.field / (grid.step * n)
-    x, y = points_px[:, 0] / grid.step, points_px[:, 1] / grid.step
-    for _ in range(n):
-        d = _bilinear(velocity, x, y)
-        x, y = x + d[:, 0], y + d[:, 1]
-    return np.column_stack([x, y]) * grid.step
 
 
 def warp_expression(rgb: np.ndarray, landmarks_px: np.ndarray, target: str | np.ndarray, strength: float = 1.0,
