@@ -1,22 +1,25 @@
 """Fine-tuned vs reference `warp` on people the fit has never seen: leave one person out.
 
 The people: the PixelSmile blend portraits (one person, 30 emotion-to-emotion triplets) and the
-graded slider sequences (one person each; pairs frame 00 -> the middle and the last frame, two
-intensities: `fedbench.train.data.pairs_from_sequences`). For every person P with usable triplets,
-`fedbench train warp --model M` fits on everybody else (its cross-validation also holds out whole
-people), then `fedbench eval` runs the reference and the fitted warp over P's triplets, and
-`fedbench compare`'s paired bootstrap gives fitted - reference per person, per target and pooled
-over all held-out people (FED-Score is a macro mean over targets; the bootstrap resamples within
-target). Every (model, seed) is reported; seeds change only the fold assignment of the
-cross-validation (with fewer people than folds it is leave-one-person-out and seed-free).
+graded slider sequences (one person each: `fedbench.train.data.pairs_from_sequences`). A slider
+person is tested on frame 00 -> the middle and the last frame (a moderate and a full expression, as
+the kept-back checks land), and trains the others with pairs at several intensities
+(`--train-frames`, default 7,14,21,27: a quarter, half, three quarters and all of the way). For
+every person P with usable triplets, `fedbench train warp --model M` fits on everybody else (its
+cross-validation also holds out whole people), then `fedbench eval` runs the reference and the
+fitted warp over P's triplets, and `fedbench compare`'s paired bootstrap gives fitted - reference
+per person, per target and pooled over all held-out people (FED-Score is a macro mean over targets;
+the bootstrap resamples within target). Every (model, seed) is reported; seeds change only the fold
+assignment of the cross-validation (with fewer people than folds it is leave-one-person-out and
+seed-free).
 
 `--refit-preset` instead refits the fields shipped in the package (`warp` editor,
 `checkpoint=fitted`, the strength model) on every person, bit for bit: the checkpoint names its
 training rows by content (paths relative to the fixtures folder), not by where they lie.
 
-Usage:  python benchmarks/warp_finetune.py --fedscore-version 1.2 [--models strength,additive]
-                 [--seeds 0] [--people a,b] [--workdir DIR] [--out FILE] [--workers N]
-        python benchmarks/warp_finetune.py --refit-preset --fedscore-version 1.2 [--preset-dir DIR]
+Usage:  python benchmarks/warp_finetune.py [--fedscore-version 2.0] [--models strength,additive]
+                 [--seeds 0] [--people a,b] [--train-frames 7,14,21,27] [--workdir DIR] [--out FILE] [--workers N]
+        python benchmarks/warp_finetune.py --refit-preset [--fedscore-version 2.0] [--preset-dir DIR]
 Both take --fixtures DIR (default $FEDBENCH_FIXTURES, else ../shared/fixtures/pixelsmile).
 Figures go to stdout and to benchmarks/results/warp_finetune.json (or --out).
 """
@@ -39,14 +42,16 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURES = Path(os.environ.get("FEDBENCH_FIXTURES") or REPO.parent / "shared" / "fixtures" / "pixelsmile")
 DEFAULT_RESULTS = REPO / "benchmarks" / "results" / "warp_finetune.json"
 PRESET_DIR = REPO / "src" / "fedbench" / "editors" / "warp_presets" / "fitted"
+TRAIN_FRAMES: tuple[int, ...] = (7, 14, 21, 27)  # of the 28-frame sliders: 1/4, 1/2, 3/4 and the full expression
 
 
-def people(fixtures: Path):
-    """Every row of every person, with absolute paths (fedbench.train.data.people_rows)."""
+def people(fixtures: Path, gt_frames: Sequence[int] | None = None):
+    """Every row of every person, with absolute paths (fedbench.train.data.people_rows); slider
+    pairs at `gt_frames` (default: the middle and the last frame)."""
     from fedbench.data.manifest import read_manifest
     from fedbench.train.data import people_rows
 
-    return people_rows(read_manifest(fixtures / "triplets.jsonl"), fixtures / "sequences.json")
+    return people_rows(read_manifest(fixtures / "triplets.jsonl"), fixtures / "sequences.json", gt_frames=gt_frames)
 
 
 def _fed_dims(cmp: Any) -> dict[str, Any]:
@@ -92,10 +97,12 @@ def _all_rows_manifest(everyone: Any, workdir: Path) -> Any:
 
 def leave_one_person_out(fixtures: Path, workdir: Path, seeds: Sequence[int], version: str, n_bootstrap: int,
                          workers: int | None, models: Sequence[str] = ("strength",),
-                         only: Sequence[str] | None = None) -> dict[str, Any]:
-    """Per held-out person, model and seed: train on the others, eval the fit and the reference on
-    that person. The strength model's FED table is measured once over every person's rows and
-    subset per fold (a row's FEDs do not depend on the other rows: the same as measuring again)."""
+                         only: Sequence[str] | None = None,
+                         train_frames: Sequence[int] | None = TRAIN_FRAMES) -> dict[str, Any]:
+    """Per held-out person, model and seed: train on the others (slider pairs at `train_frames`),
+    eval the fit and the reference on that person (slider pairs at the middle and the last frame).
+    The strength model's FED table is measured once over every person's training rows and subset per
+    fold (a row's FEDs do not depend on the other rows: the same as measuring again)."""
     from fedbench.data.manifest import read_manifest
     from fedbench.editors.warp import WarpFields
     from fedbench.evaluate import evaluate
@@ -104,12 +111,13 @@ def leave_one_person_out(fixtures: Path, workdir: Path, seeds: Sequence[int], ve
     from fedbench.train.warp_fit import measure_pairs, train_warp
     from fedbench.train.warp_strength import measure_strengths, train_strength
 
-    everyone = people(fixtures)
+    everyone = people(fixtures)  # test rows
+    trainable = people(fixtures, train_frames) if train_frames else everyone
     cache = workdir / "features.sqlite"
     table = None
     t0 = time.perf_counter()
     if "strength" in models:
-        table = measure_strengths(_all_rows_manifest(everyone, workdir).triplets, version=version)
+        table = measure_strengths(_all_rows_manifest(trainable, workdir).triplets, version=version)
     table_s = time.perf_counter() - t0
     variants = [f"{m}-{s}" for m in models for s in seeds]
     per_person: list[dict[str, Any]] = []
@@ -126,10 +134,10 @@ def leave_one_person_out(fixtures: Path, workdir: Path, seeds: Sequence[int], ve
             continue
         held.append(person)
         wd = workdir / person
-        train = read_manifest(write_rows(wd / "train.jsonl", [r for r in everyone.rows if r["identity"] != person]),
+        train = read_manifest(write_rows(wd / "train.jsonl", [r for r in trainable.rows if r["identity"] != person]),
                               allow_outside=True)
         test = read_manifest(write_rows(wd / "test.jsonl", test_rows), allow_outside=True)
-        measured = measure_pairs(test.triplets)
+        measured = measure_pairs(test.triplets, cache_path=cache)
         reference = evaluate("warp", test, wd / "runs" / "reference", cache_path=cache, workers=workers,
                              overwrite=True, progress=False, version=version)
         entry["reference_status"] = reference.summary["status_counts"]
@@ -144,7 +152,7 @@ def leave_one_person_out(fixtures: Path, workdir: Path, seeds: Sequence[int], ve
                     fit = {"rule": trained.validation.best, "strengths": trained.strengths,
                            "validation": trained.meta["validation"]["rules"]}
                 else:
-                    trained = train_warp(train, ckpt, seed=seed, overwrite=True, progress=False)
+                    trained = train_warp(train, ckpt, seed=seed, overwrite=True, progress=False, cache_path=cache)
                     fit = {"regularisation": trained.meta["regularisation"],
                            "validation": {k: trained.meta["validation"][k] for k in ("mode", "folds", "loss",
                                                                                        "baselines")}}
@@ -168,11 +176,13 @@ def leave_one_person_out(fixtures: Path, workdir: Path, seeds: Sequence[int], ve
                        "per_target": {t: _compare(_merged(fit, name, t), _merged(ref, "reference", t), n_bootstrap)
                                       for t in targets}})
     return {"people": everyone.people, "skipped_sequences": everyone.skipped_sequences, "models": list(models),
+            "train_frames": list(train_frames) if train_frames else None,
             "strength_table_seconds": round(table_s, 1), "per_person": per_person, "pooled": pooled,
             "_table": table}
 
 
-def refit_preset(fixtures: Path, out: Path, version: str, seed: int = 0, table: Any = None) -> Any:
+def refit_preset(fixtures: Path, out: Path, version: str, seed: int = 0, table: Any = None,
+                 train_frames: Sequence[int] | None = TRAIN_FRAMES) -> Any:
     """The shipped `checkpoint=fitted` fields, fitted on every person. The checkpoint names its data
     by content, not by where this machine keeps it: the rows with paths relative to the fixtures'
     folder and their sha256, so a refit on any checkout writes the same bytes. `table`: a strength
@@ -184,7 +194,7 @@ def refit_preset(fixtures: Path, out: Path, version: str, seed: int = 0, table: 
     from fedbench.train.data import write_rows
     from fedbench.train.warp_strength import train_strength
 
-    everyone = people(fixtures)
+    everyone = people(fixtures, train_frames)
     root = fixtures.resolve()
     canonical = "".join(json.dumps({**r, "source": Path(r["source"]).relative_to(root).as_posix(),
                                     "ground_truth": Path(r["ground_truth"]).relative_to(root).as_posix()},
@@ -193,10 +203,12 @@ def refit_preset(fixtures: Path, out: Path, version: str, seed: int = 0, table: 
         manifest = write_rows(Path(tmp) / "people.jsonl", everyone.rows)
         res = train_strength(read_manifest(manifest, allow_outside=True), out, seed=seed, version=version,
                              overwrite=True, progress=False, table=table)
-    res.meta["data"].update(path="pixelsmile fixtures: triplets.jsonl + sequences.json (middle and last frames)",
+    frames = ",".join(str(f) for f in train_frames) if train_frames else ""
+    res.meta["data"].update(path="pixelsmile fixtures: triplets.jsonl + sequences.json "
+                            f"(slider frames {frames or 'middle and last'})",
                             sha256=hashlib.sha256(canonical.encode()).hexdigest(), identities=everyone.people)
     res.meta["refit"] = (f"python benchmarks/warp_finetune.py --refit-preset --fedscore-version {version} "
-                         "--fixtures <pixelsmile fixtures>")
+                         f"--train-frames {frames or repr('')} --fixtures <pixelsmile fixtures>")
     WarpFields(res.fields.fields, res.meta).save(out)
     return res
 
@@ -224,14 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="scoring processes (default: one per core)")
     ap.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     ap.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
+    ap.add_argument("--train-frames", default=",".join(map(str, TRAIN_FRAMES)),
+                    help="slider frames paired with frame 00 for training ('' = the middle and the last)")
     ap.add_argument("--refit-preset", action="store_true", help="refit the shipped checkpoint=fitted fields")
     ap.add_argument("--preset-dir", type=Path, default=PRESET_DIR)
     args = ap.parse_args(argv)
     if not (args.fixtures / "triplets.jsonl").is_file():
         print(f"fixtures not found at {args.fixtures}", file=sys.stderr)
         return 2
+    train_frames = [int(f) for f in args.train_frames.split(",") if f.strip()] or None
     if args.refit_preset:
-        res = refit_preset(args.fixtures, args.preset_dir, args.fedscore_version)
+        res = refit_preset(args.fixtures, args.preset_dir, args.fedscore_version, train_frames=train_frames)
         print(f"wrote {args.preset_dir}: {res.meta['data']['pairs']} pairs of {res.meta['data']['people']} people, "
               f"rule {res.validation.best}, strengths {res.strengths}, digest {res.fields.digest()}")
         return 0
@@ -242,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = args.workdir or Path(tmp)
         models = [m.strip() for m in args.models.split(",") if m.strip()]
         res = leave_one_person_out(args.fixtures, workdir, seeds, args.fedscore_version, args.n_bootstrap,
-                                   args.workers, models, only)
+                                   args.workers, models, only, train_frames)
     from importlib import metadata
 
     report = {

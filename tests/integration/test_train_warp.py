@@ -1,6 +1,7 @@
 """`fedbench train warp` on real portraits, held out by person: the slider people of the PixelSmile
-fixtures are held out one at a time (benchmarks/warp_finetune.py's leave-one-person-out), the
-strength model is fitted on everyone else and the fitted warp beats the reference warp on them,
+fixtures are held out one at a time (benchmarks/warp_finetune.py's leave-one-person-out, FED-Score's
+default version), the strength model is fitted on everyone else (slider pairs at four intensities)
+and the fitted warp beats the reference warp on them,
 pooled, with the largest gain significant; the shipped `checkpoint=fitted` preset is refitted bit
 for bit. The command counts the rows it skips, names bad rows, and its checkpoints load into the
 editor."""
@@ -20,6 +21,8 @@ from typer.testing import CliRunner
 from fedbench.cli import app
 from fedbench.editors import build_editor, load_editor_config
 from fedbench.editors.warp import PRESETS, WarpFields, reference_field
+from fedbench.metrics.fedscore import FEDSCORE_VERSION
+from fedbench.train.warp_strength import RULES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +39,7 @@ def _benchmark() -> ModuleType:
 @pytest.fixture(scope="module")
 def lopo(pixelsmile: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("warp-lopo")
-    res = _benchmark().leave_one_person_out(pixelsmile, work, seeds=[0], version="1.2", n_bootstrap=2000,
+    res = _benchmark().leave_one_person_out(pixelsmile, work, seeds=[0], version=FEDSCORE_VERSION, n_bootstrap=2000,
                                             workers=None, models=("strength",), only=SLIDERS)
     res["workdir"] = work
     return res
@@ -48,10 +51,11 @@ def test_fit_never_sees_the_held_out_person(lopo: dict) -> None:
         train = [json.loads(x) for x in (lopo["workdir"] / person / "train.jsonl").read_text().splitlines()]
         test = [json.loads(x) for x in (lopo["workdir"] / person / "test.jsonl").read_text().splitlines()]
         assert {r["identity"] for r in test} == {person} and person not in {r["identity"] for r in train}
-        assert [r["meta"]["frame"] for r in test] == [14, 27]  # the middle and the last frame
+        assert [r["meta"]["frame"] for r in test] == [14, 27]  # tested at the middle and the last frame
+        assert sorted({r["meta"]["frame"] for r in train if "meta" in r}) == [7, 14, 21, 27]  # trained on four
         (v,) = next(e for e in lopo["per_person"] if e["person"] == person)["variants"]
-        # 30 blend pairs and 2 pairs of each other slider person; folds by person (4 of them: one each)
-        assert v["train_pairs"] == 34 and all(r["n"] > 0 for r in v["fit"]["validation"])
+        # 30 blend pairs and 4 pairs of each other slider person; folds by person (4 of them: one each)
+        assert v["train_pairs"] == 38 and all(r["n"] > 0 for r in v["fit"]["validation"])
 
 
 def test_fitted_warp_beats_the_reference_on_held_out_people(lopo: dict) -> None:
@@ -71,13 +75,14 @@ def test_fitted_warp_beats_the_reference_on_held_out_people(lopo: dict) -> None:
 
 def test_shipped_preset_refits_bit_for_bit(lopo: dict, pixelsmile: Path, tmp_path: Path) -> None:
     out = tmp_path / "fitted"
-    res = _benchmark().refit_preset(pixelsmile, out, "1.2", table=lopo["_table"])
+    res = _benchmark().refit_preset(pixelsmile, out, FEDSCORE_VERSION, table=lopo["_table"])
     shipped = PRESETS["fitted"]
     for name in ("warp_fields.npz", "checkpoint.json"):
         assert (out / name).read_bytes() == (shipped / name).read_bytes(), name
     meta = json.loads((shipped / "checkpoint.json").read_text())
     assert meta["data"]["identities"] == ["blend-000001", *SLIDERS, "slider-contempt"]
-    assert meta["data"]["pairs"] == 36 and meta["data"]["people"] == 4  # contempt: no usable pair
+    assert meta["data"]["pairs"] == 42 and meta["data"]["people"] == 4  # contempt: no usable pair
+    assert meta["fedscore_version"] == FEDSCORE_VERSION
     editor = build_editor(load_editor_config("warp", {"checkpoint": "fitted"}))
     assert editor.params["fields"] == res.fields.digest() == WarpFields.load(shipped).digest()
     assert editor.params["fitted"] is True
@@ -135,10 +140,9 @@ def test_cli_counts_skipped_rows_and_the_checkpoint_loads(pixelsmile: Path, tmp_
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "checkpoint.json").read_text())
     assert meta["data"]["skipped"] == {"no_face_source": 1, "no_face_ground_truth": 1, "same_expression": 1}
-    assert meta["data"]["pairs"] == 4 and meta["grid"] == [1.0, 2.0] and meta["rule"] in ("reference", "global",
-                                                                                            "per_target")
+    assert meta["data"]["pairs"] == 4 and meta["grid"] == [1.0, 2.0] and meta["rule"] in RULES
     assert set(meta["strengths"]) == {"happy", "sad", "surprise", "fear", "disgust", "angry"}
-    assert {r["rule"] for r in meta["validation"]["rules"]} == {"reference", "global", "per_target"}
+    assert [r["rule"] for r in meta["validation"]["rules"]] == list(RULES)
     editor = build_editor(load_editor_config("warp", {"checkpoint": str(out)}))
     for source in (None, "happy"):  # the strength model's field is the same for every source
         np.testing.assert_allclose(editor.fields.lookup("sad", source), meta["strengths"]["sad"] * reference_field("sad"))

@@ -44,6 +44,17 @@ def test_nan_rows_are_ignored() -> None:
     assert fit_rule(table, "per_target")["happy"] == 2.0
 
 
+def test_shrunk_rule_pulls_a_target_seen_on_one_person_towards_the_global_strength() -> None:
+    # four people prefer 1.0 on sad; one of them alone has happy pairs, mildly preferring 2.0
+    rows = [(p, "sad", [5, 40, 10]) for p in "abcd"] + [("a", "happy", [0, 30, 35])]
+    table = _table(rows)
+    assert fit_rule(table, "per_target")["happy"] == 2.0
+    assert fit_rule(table, "shrunk")["happy"] == 1.0 == fit_rule(table, "global")["happy"]
+    # a clear preference survives the shrinkage: (1 x 80 + 2 x 13.1) / 3 at 2.0 beats 1.0's 35.8
+    rows[-1] = ("a", "happy", [0, 30, 80])
+    assert fit_rule(_table(rows), "shrunk")["happy"] == 2.0
+
+
 def test_cross_validation_holds_out_people_and_prefers_the_simpler_rule_on_ties() -> None:
     # every person's happy pairs prefer 2.0: the fitted rules win on held-out people
     rows = [(p, "happy", [5, 10, 70]) for p in "abcd"] + [(p, "sad", [5, 40, 10]) for p in "abcd"]
@@ -51,7 +62,9 @@ def test_cross_validation_holds_out_people_and_prefers_the_simpler_rule_on_ties(
     assert v.folds.mode == "identity" and v.folds.k == 4
     by = {r["rule"]: r["held_out_fed"] for r in v.table}
     assert by["reference"] == pytest.approx(25.0) and by["per_target"] == pytest.approx(55.0)
-    assert v.best == "per_target" and by["global"] < by["per_target"]
+    # every target is seen on three training people: shrinking towards the global curve changes
+    # nothing, and the tie goes to the simpler rule
+    assert by["shrunk"] == by["per_target"] and v.best == "shrunk" and by["global"] < by["per_target"]
     # people disagree (each prefers its own strength): nothing beats the reference on held-out people
     rows = [("a", "happy", [0, 30, 60]), ("b", "happy", [60, 30, 0]), ("c", "happy", [0, 30, 60]),
             ("d", "happy", [60, 30, 0])]

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         folds: int = typer.Option(5, help="cross-validation folds (whole people each) that choose the rule or "
                                   "the regularisation"),
         seed: int = typer.Option(0, help="seed of the fold assignment"),
-        strengths: str = typer.Option("0.5,0.75,1,1.5,2,2.5,3", help="strength: the grid of strengths tried"),
+        strengths: str = typer.Option("0.5,0.75,1,1.5,2,2.5,3,4", help="strength: the grid of strengths tried"),
         fedscore_version: str = typer.Option(FEDSCORE_VERSION, help="strength: FED-Score definition the "
                                              "strengths are chosen by (use the one you evaluate with)"),
         min_pairs: int = typer.Option(2, help="additive: people with a direct pair a source>target key needs for "
@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
         columns: Optional[str] = typer.Option(None, help="map fields to your columns: source=img,target=emotion"),
         allow_outside: bool = typer.Option(False, "--allow-outside", help="let paths leave the manifest's folder"),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace a checkpoint already in --out"),
+        cache: Optional[Path] = typer.Option(None, help="additive: feature cache the landmarks are read from and "
+                                             "kept in (default: ~/.cache/fedbench/features.sqlite)"),
     ) -> None:
         """Fit the warp editor's displacement fields (CPU, seconds to minutes)."""
         from fedbench.data.manifest import ManifestError, parse_columns
@@ -81,7 +83,7 @@ def register(app: typer.Typer) -> None:
                 res = train_warp(data, out, folds=folds, seed=seed, min_pairs=min_pairs,
                                  lambdas=_floats(lambdas, "--lambdas"), mus=_floats(mus, "--mus"), priors=prior_list,
                                  objective=objective, columns=parse_columns(columns), allow_outside=allow_outside,
-                                 overwrite=overwrite, console=err)
+                                 overwrite=overwrite, console=err, cache_path=cache)
         except (ManifestError, ValueError, FileExistsError) as exc:
             err.print(f"[red]error[/] {exc}")
             raise typer.Exit(2)

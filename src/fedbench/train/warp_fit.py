@@ -130,10 +130,10 @@ class _Landmarks:
     service: a source shared by five pairs is read once, and an image perceived before (scored, say)
     is not perceived again. Pair fields are in inter-ocular units, so the resolution does not matter."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_path: str | Path | None = None) -> None:
         from fedbench.faces.service import PerceptionService
 
-        self._service = PerceptionService()
+        self._service = PerceptionService(None, cache_path)  # the default config: the warp editor's landmarks
         self._memo: dict[Path, np.ndarray | str] = {}
 
     def __call__(self, path: Path) -> np.ndarray | str:
@@ -151,7 +151,8 @@ class _Landmarks:
         self._service.close()
 
 
-def measure_pairs(triplets: Iterable[Triplet], progress: bool = False, console: Console | None = None) -> Measured:
+def measure_pairs(triplets: Iterable[Triplet], progress: bool = False, console: Console | None = None,
+                  cache_path: str | Path | None = None) -> Measured:
     """Landmark fields of every pair; rows whose source or ground truth is unreadable or shows no
     face, same-expression rows (nothing to learn) and rows into neutral without a source expression
     (which the model, taking an unknown source as neutral, cannot place) are skipped with a counted
@@ -160,7 +161,7 @@ def measure_pairs(triplets: Iterable[Triplet], progress: bool = False, console: 
 
     triplets = list(triplets)
     out = Measured([], Counter(), [])
-    landmarks = _Landmarks()
+    landmarks = _Landmarks(cache_path)
     try:
         with progress_bar(progress, console) as bar:
             task = bar.add_task("landmarks", total=len(triplets)) if bar else None
@@ -428,14 +429,15 @@ def train_warp(data: str | Path | Manifest, out: str | Path, *, folds: int = 5, 
                priors: Sequence[str] = DEFAULT_PRIORS, objective: str = DEFAULT_OBJECTIVE,
                columns: dict[str, str] | None = None,
                allow_outside: bool = False, overwrite: bool = False, progress: bool = True,
-               console: Console | None = None) -> WarpTrainResult:
-    """Fit warp fields on the pairs of `data` and write a checkpoint folder to `out`."""
+               console: Console | None = None, cache_path: str | Path | None = None) -> WarpTrainResult:
+    """Fit warp fields on the pairs of `data` and write a checkpoint folder to `out`. `cache_path`:
+    the feature cache the landmarks are read from and kept in (default: the default cache)."""
     from fedbench import __version__
 
     console = console or Console(stderr=True)
     out, manifest = warp_checkpoint_inputs(data, out, columns, allow_outside, overwrite)
     t0 = time.perf_counter()
-    measured = measure_pairs(manifest.triplets, progress=progress, console=console)
+    measured = measure_pairs(manifest.triplets, progress=progress, console=console, cache_path=cache_path)
     for reason, n in sorted(measured.skipped.items()):
         rows = [r for r in measured.skipped_rows if r["reason"] == reason]
         shown = ", ".join(f"row {r['row']} ({r['id']})" for r in rows[:5]) + (" ..." if len(rows) > 5 else "")

@@ -17,6 +17,10 @@ scorer (`metrics.fedscore.score_triplet`, the perception of `fedbench eval`): a 
 (pair, strength), computed once. Three rules turn the table into strengths:
   - "reference": a_t = 1 for every target (the untrained editor);
   - "global": one a for every target, the grid value with the best mean FED;
+  - "shrunk": a_t per target from that target's FED curve shrunk towards the global one, each
+    a mean per person: (n_t x curve_t + SHRINK x curve_all) / (n_t + SHRINK), n_t the people with
+    pairs of t. A target seen on one or two people (a slider person holds one target) no longer
+    follows that person's whims; one seen on many keeps its own best strength;
   - "per_target": a_t per target from that target's pairs (a target without pairs takes the
     global a).
 Means are per person first (each identity, else source image, counts once: a person with 30
@@ -46,9 +50,10 @@ from fedbench.models.store import sha256_of
 from fedbench.train.data import Folds, assign_folds, group_of, note_skip, unusable_pair, warp_checkpoint_inputs
 
 TRAINER = "fedbench train warp --model strength"
-TRAINER_VERSION = "1"
-DEFAULT_STRENGTHS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0)
-RULES: tuple[str, ...] = ("reference", "global", "per_target")  # simplest first: ties go to the earlier
+TRAINER_VERSION = "2"  # 2: the "shrunk" rule
+DEFAULT_STRENGTHS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+RULES: tuple[str, ...] = ("reference", "global", "shrunk", "per_target")  # simplest first: ties go to the earlier
+SHRINK = 2.0  # "shrunk": the global curve counts as this many people
 NEUTRAL = "neutral"
 
 
@@ -99,16 +104,24 @@ def fit_rule(table: StrengthTable, rule: str) -> dict[str, float]:
     emotions = [e for e in EXPRESSIONS if e != NEUTRAL]
     if rule == "reference":
         return {e: 1.0 for e in emotions}
-    overall = _best(_per_person_mean(table.fed, table.groups), table.strengths) or 1.0
+    curve = _per_person_mean(table.fed, table.groups)
+    overall = _best(curve, table.strengths) or 1.0
     if rule == "global":
         return {e: overall for e in emotions}
-    if rule != "per_target":
+    if rule not in ("per_target", "shrunk"):
         raise ValueError(f"unknown rule {rule!r}; expected one of {', '.join(RULES)}")
     out = {}
     for e in emotions:
         rows = [i for i, t in enumerate(table.targets) if t == e]
-        best = _best(_per_person_mean(table.fed[rows], [table.groups[i] for i in rows]), table.strengths) \
-            if rows else None
+        best = None
+        if rows:
+            groups = [table.groups[i] for i in rows]
+            own = _per_person_mean(table.fed[rows], groups)
+            if rule == "shrunk":
+                n = len(set(groups))
+                # a strength where the target's own curve has no FED falls back to the global curve
+                own = np.where(np.isfinite(own), (n * own + SHRINK * curve) / (n + SHRINK), curve)
+            best = _best(own, table.strengths)
         out[e] = overall if best is None else best
     return out
 
