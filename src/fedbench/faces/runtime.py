@@ -7,14 +7,37 @@ each pair to the same outputs on real faces. The small fer CNN always runs on ai
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from fedbench.faces.native_logs import filtered_native_stderr
 
 Runtime = Literal["openvino", "reference"]
+
+
+def mediapipe_vision() -> tuple[Any, Any]:
+    """(BaseOptions, vision) of MediaPipe Tasks, imported without matplotlib.pyplot.
+
+    `mediapipe.tasks.python.vision` imports its drawing helpers, and they import matplotlib.pyplot:
+    about 0.6 s of every scoring worker's start-up (more on a busy machine), for plotting that
+    fedbench never calls. A placeholder stands in for pyplot while MediaPipe imports and is removed
+    afterwards, so a later `import matplotlib.pyplot` in this process loads the real module.
+    """
+    name = "matplotlib.pyplot"
+    placeholder = None
+    if name not in sys.modules:
+        placeholder = types.ModuleType(name, "placeholder while MediaPipe imports (faces/runtime.py)")
+        sys.modules[name] = placeholder
+    try:
+        from mediapipe.tasks.python import BaseOptions, vision
+    finally:
+        if placeholder is not None and sys.modules.get(name) is placeholder:
+            del sys.modules[name]
+    return BaseOptions, vision
 
 
 class OpenVinoNetwork:
