@@ -174,12 +174,21 @@ def get_artifact(name: str) -> Artifact:
         raise ArtifactError(f"unknown artifact {name!r}; known artifacts: {known}") from None
 
 
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}  # (path, inode, size, mtime_ns) -> sha256
+
+
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The file's sha256. Remembered per process for an unchanged file (same inode, size and mtime):
+    a worker's start-up verifies a model and then names its derived files by the same digest."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def _cached_path(artifact: Artifact) -> Path:
