@@ -68,13 +68,36 @@ def embeddings(model: SFace, crops: np.ndarray) -> np.ndarray:
     return np.stack([model.embed_crop(c) for c in crops])
 
 
-def compare(e32: np.ndarray, e8: np.ndarray) -> dict[str, float | int]:
-    """Cosines of every pair of faces, int8 against fp32."""
+def interleaved_ms(models: dict[str, SFace], crops: np.ndarray, rounds: int = 7) -> dict[str, dict[str, float]]:
+    """Milliseconds per face of each model (crop in, embedding out, one thread), the models taking
+    turns round by round so that other load on a shared machine falls on all of them alike."""
+    for m in models.values():
+        embeddings(m, crops[:5])  # first inferences allocate: kept out of the figure
+    per_round: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for name, m in models.items():
+            t = time.perf_counter()
+            embeddings(m, crops)
+            per_round[name].append((time.perf_counter() - t) * 1000 / len(crops))
+    return {k: {"median": round(float(np.median(v)), 2), "min": round(float(np.min(v)), 2)}
+            for k, v in per_round.items()}
+
+
+def compare(e32: np.ndarray, e8: np.ndarray, people: np.ndarray | None = None) -> dict[str, float | int]:
+    """Cosines of every pair of faces, int8 against fp32; with `people` (a label per face) also the
+    pairs of one person's faces (the pairs Fidelity's identity term sees: an edit and its source)."""
     c32, c8 = e32 @ e32.T, e8 @ e8.T
     iu = np.triu_indices(len(e32), 1)
     diff = np.abs(c32[iu] - c8[iu])
     same32, same8 = c32[iu] >= THRESHOLD, c8[iu] >= THRESHOLD
-    return {"faces": len(e32), "pairs": int(diff.size), "max_abs_diff": round(float(diff.max()), 5),
+    extra: dict[str, float | int] = {}
+    if people is not None:
+        one = people[iu[0]] == people[iu[1]]
+        extra = {"same_person_pairs": int(one.sum()),
+                 "same_person_max_abs_diff": round(float(diff[one].max()), 5) if one.any() else 0.0,
+                 "same_person_mean_abs_diff": round(float(diff[one].mean()), 5) if one.any() else 0.0,
+                 "same_person_flips": int(np.sum((same32 != same8) & one))}
+    return {**extra, "faces": len(e32), "pairs": int(diff.size), "max_abs_diff": round(float(diff.max()), 5),
             "mean_abs_diff": round(float(diff.mean()), 5), "p99_abs_diff": round(float(np.quantile(diff, 0.99)), 5),
             "flips": int(np.sum(same32 != same8)), "flips_to_same": int(np.sum(~same32 & same8)),
             "flips_to_different": int(np.sum(same32 & ~same8)),
@@ -127,15 +150,23 @@ def main() -> None:
         raise SystemExit(f"this is not the pinned models.store.SFACE_INT8_SHA256 ({SFACE_INT8_SHA256}): pin the "
                          "new digest (after a new table) or check the onnx / numpy versions, then run again")
     m32, m8 = SFace(precision="fp32"), SFace(precision="int8")
-    sets = {"pixelsmile": px, "wild_dev_all": fw, "wild_dev_held_out": fw[~inside]}
-    results = {name: compare(embeddings(m32, x), embeddings(m8, x)) for name, x in sets.items()}
+    people = np.array([wild_identity[n.rsplit("#", 1)[0]] for n in fw_names])
+    sets = {"pixelsmile": (px, None), "wild_dev_all": (fw, people), "wild_dev_held_out": (fw[~inside], people[~inside])}
+    results = {name: compare(embeddings(m32, x), embeddings(m8, x), p) for name, (x, p) in sets.items()}
     for name, r in results.items():
         print(f"{name:18s} faces {r['faces']:5d} pairs {r['pairs']:7d}  |dcos| max {r['max_abs_diff']:.4f} "
               f"mean {r['mean_abs_diff']:.4f}  flips at c0 {r['flips']} ({r['flips_to_same']} to same, "
               f"{r['flips_to_different']} to different; {r['pairs_within_0.05_of_c0']} pairs within 0.05 of c0)")
+        if "same_person_pairs" in r:
+            print(f"{'':18s} same-person pairs {r['same_person_pairs']}: |dcos| max {r['same_person_max_abs_diff']:.4f} "
+                  f"mean {r['same_person_mean_abs_diff']:.4f}, flips {r['same_person_flips']}")
+    timing = interleaved_ms({"fp32": m32, "int8": m8}, fw[:100])
+    print("ms per face, one thread, interleaved rounds (median / min): "
+          + ", ".join(f"{k} {v['median']:.2f} / {v['min']:.2f}" for k, v in timing.items()))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"sha256": digest, "bytes": len(data), "threshold": THRESHOLD,
-                                     "comparison": results}, indent=2) + "\n", encoding="utf-8")
+                                     "comparison": results, "ms_per_face": timing}, indent=2) + "\n",
+                         encoding="utf-8")
     print(f"wrote {args.json}")
 
 
