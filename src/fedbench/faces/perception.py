@@ -27,8 +27,9 @@ from fedbench.faces.quality import laplacian_quality
 from fedbench.models.store import ARTIFACTS
 
 # Bump when anything below changes the numbers for the same config. 2: a frame without a face is
-# padded and searched again (tight crops), and the padding is recorded.
-PERCEPTION_VERSION = "2"
+# padded and searched again (tight crops), and the padding is recorded. 3: SFace runs at int8 by
+# default (identity_precision; faces/sface_int8.py).
+PERCEPTION_VERSION = "3"
 
 # Native libraries whose version can change a perceived number for the same model files: the
 # landmarker (mediapipe), OpenVINO and LiteRT runtimes, and OpenCV (decoding, resizing, crops, SFace
@@ -59,6 +60,10 @@ class PerceptionConfig(BaseModel):
         "OpenCV dnn and LiteRT on the shipped files")
     identity: Literal["sface", "arcface-onnx"] = "sface"
     identity_model: Path | None = Field(None, description="ONNX file for identity='arcface-onnx'")
+    identity_precision: Literal["int8", "fp32"] = Field(
+        "int8", description="SFace on OpenVINO: int8 (post-training quantised, about 3x faster; identity cosines "
+        "within about 0.01 of fp32 on average, benchmarks/quantise_sface.py) or fp32 (the published weights "
+        "exactly); the reference runtime always runs the published file")
     identity_threshold: float | None = Field(None, description="different-person cosine (c0) override")
     emotion_members: list[Literal["fer-cnn", "facex-cnn", "blendshape-prototype", "faceapi-cnn"]] = [
         "fer-cnn", "facex-cnn", "faceapi-cnn", "blendshape-prototype",
@@ -97,6 +102,11 @@ class PerceptionConfig(BaseModel):
             names += MEMBER_ARTIFACTS.get(m, ())
         return names
 
+    @property
+    def uses_sface_int8(self) -> bool:
+        """The identity network is the int8 SFace derived from the published file."""
+        return self.identity == "sface" and self.runtime == "openvino" and self.identity_precision == "int8"
+
     def signature(self) -> str:
         """Stable text that keys the feature cache: same signature, same numbers. Besides the config
         it holds the versions of the native libraries and the sha256 of every model file used, so a
@@ -111,6 +121,10 @@ class PerceptionConfig(BaseModel):
 
             parts["emotion_head_sha256"] = load_head(self.emotion_head).sha256
         parts["artifacts"] = {n: ARTIFACTS[n].sha256 for n in self.artifacts()}
+        if self.uses_sface_int8:
+            from fedbench.models.store import SFACE_INT8_SHA256
+
+            parts["artifacts"]["sface-int8"] = SFACE_INT8_SHA256  # the derived file the identity net runs
         parts["libraries"] = library_versions()
         parts["perception_version"] = PERCEPTION_VERSION
         return json.dumps(parts, sort_keys=True)
@@ -244,7 +258,7 @@ class Perceiver:
         c = self.config
         self.landmarker = FaceLandmarker(max_faces=c.max_faces)
         if c.identity == "sface":
-            self.identity = SFace(runtime=c.runtime, threads=threads)
+            self.identity = SFace(runtime=c.runtime, threads=threads, precision=c.identity_precision)
         else:
             if c.identity_model is None:
                 raise ValueError("identity='arcface-onnx' needs identity_model (an ONNX file)")

@@ -174,12 +174,21 @@ def get_artifact(name: str) -> Artifact:
         raise ArtifactError(f"unknown artifact {name!r}; known artifacts: {known}") from None
 
 
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}  # (path, inode, size, mtime_ns) -> sha256
+
+
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The file's sha256. Remembered per process for an unchanged file (same inode, size and mtime):
+    a worker's start-up verifies a model and then names its derived files by the same digest."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def _cached_path(artifact: Artifact) -> Path:
@@ -282,17 +291,33 @@ def pull(name: str, force: bool = False) -> Path:
     return dest
 
 
-def derived_file(src: Path, stem: str, suffix: str, build: Callable[[], bytes]) -> Path:
+# The int8 SFace that faces/sface_int8.py builds from the verified fp32 weights and the shipped
+# calibration table (faces/data/sface_int8_ranges.json): `benchmarks/quantise_sface.py` prints it.
+# Deterministic numpy and onnx serialisation, so the same on every machine; a different file (another
+# onnx version writing other bytes, a tampered cache) is refused, not used.
+SFACE_INT8_SHA256 = "814e4c5225e0f58643c09139ef3128f5870cd32849a0ade718dfbd45c563ce01"
+
+
+def derived_file(src: Path, stem: str, suffix: str, build: Callable[[], bytes], sha256: str | None = None) -> Path:
     """A file derived from a verified artifact (e.g. an fp32 rewrite), written once next to it.
 
     The name carries the source's sha256, so a changed source never reuses a stale derivation;
-    the write is atomic, so concurrent workers never read half a file.
+    the write is atomic, so concurrent workers never read half a file. With `sha256`, the derived
+    bytes must have that digest: a cached file that does not is rebuilt, a build that does not is
+    an ArtifactError (nothing is written).
     """
     dest = src.with_name(f"{stem}_{sha256_of(src)[:16]}{suffix}")
+    if dest.is_file() and sha256 is not None and sha256_of(dest) != sha256:
+        dest.unlink(missing_ok=True)  # stale or damaged: build it again below
     if not dest.is_file():
+        data = build()
+        if sha256 is not None and (digest := hashlib.sha256(data).hexdigest()) != sha256:
+            raise ArtifactError(
+                f"{dest.name}: the derivation from {src.name} gave sha256 {digest}, expected {sha256}. "
+                "Check the onnx and numpy versions against requirements/lock.txt, or use the fp32 model.")
         tmp = dest.with_name(dest.name + f".partial-{os.getpid()}")
         try:
-            tmp.write_bytes(build())
+            tmp.write_bytes(data)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)

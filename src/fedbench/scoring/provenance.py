@@ -15,6 +15,12 @@ def backbones_used(config: PerceptionConfig) -> dict[str, Any]:
             "source": ARTIFACTS[n].source.describe()}
         for n in names
     }
+    if config.uses_sface_int8:
+        from fedbench.models.store import SFACE_INT8_SHA256
+
+        models["sface-int8"] = {"version": "post-training int8 of sface (fedbench faces/sface_int8.py)",
+                                "sha256": SFACE_INT8_SHA256, "licence": ARTIFACTS["sface"].licence,
+                                "source": "derived from sface with fedbench/faces/data/sface_int8_ranges.json"}
     if config.identity == "arcface-onnx":
         models["arcface-onnx"] = {"path": str(config.identity_model), "licence": "user-supplied"}
     if "blendshape-prototype" in config.emotion_members:
