@@ -81,10 +81,11 @@ def test_every_emotion_member_is_keyed_by_its_model_file() -> None:
 def test_key_changes_when_the_fusion_head_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     from fedbench.faces import fusion
 
+    head = PerceptionConfig().emotion_head
     before = PerceptionConfig().signature()
-    assert json.loads(before)["emotion_head_sha256"] == fusion.load_head().sha256
-    other = dataclasses.replace(fusion.load_head(), sha256="0" * 64)
-    monkeypatch.setattr(fusion, "load_head", lambda version="fusion-v1": other)
+    assert json.loads(before)["emotion_head_sha256"] == fusion.load_head(head).sha256
+    other = dataclasses.replace(fusion.load_head(head), sha256="0" * 64)
+    monkeypatch.setattr(fusion, "load_head", lambda version: other)
     assert PerceptionConfig().signature() != before
     assert "emotion_head_sha256" not in json.loads(PerceptionConfig(emotion_head="mean").signature())
 

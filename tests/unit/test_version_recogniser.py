@@ -1,4 +1,5 @@
-"""Each FED-Score version scores with the recogniser it was defined with, unless the caller picks one."""
+"""Each FED-Score version scores with the perception it was defined with (recogniser, identity precision),
+unless the caller picks one."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ def test_legacy_versions_use_the_members_mean():
         c = get_spec(v).perception()
         assert c.emotion_head == "mean"
         assert c.emotion_members == ["fer-cnn", "facex-cnn", "blendshape-prototype"]
+        assert c.identity_precision == "fp32"  # the published SFace, as 1.x was measured
 
 
-def test_2_0_uses_the_fusion_head():
+def test_2_0_uses_the_default_perception():
     c = get_spec("2.0").perception()
-    assert c.emotion_head == "fusion-v1" and "faceapi-cnn" in c.emotion_members
+    assert c == PerceptionConfig()
+    assert c.emotion_head == "fusion-v2" and "faceapi-cnn" in c.emotion_members and c.identity_precision == "int8"
 
 
 def test_other_settings_survive_and_a_chosen_recogniser_is_kept():

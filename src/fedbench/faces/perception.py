@@ -70,9 +70,10 @@ class PerceptionConfig(BaseModel):
     ]
     emotion_weights: list[float] | None = None
     emotion_head: Literal["fusion-v1", "fusion-v2", "mean"] = Field(
-        "fusion-v1", description="fusion-v1: the calibrated head over the members, blendshapes and face shape "
-        "(faces/fusion.py); fusion-v2: the same head refitted with mirrored faces and rare classes weighted "
-        "up (docs/perception.md); mean: the members' (weighted) mean")
+        "fusion-v2", description="fusion-v2 (default): the calibrated head over the members, blendshapes and "
+        "face shape (faces/fusion.py), fitted on the dev faces and their mirror images with the rare classes "
+        "weighted up (docs/perception.md); fusion-v1: the first fit, balanced weights, no mirrors; mean: the "
+        "members' (weighted) mean")
     max_faces: int = Field(4, ge=1)
     # Measured on the faces-in-the-wild dev images and tight crops of them (benchmarks/tight_crops.py,
     # docs/perception.md): mid-grey recovers more than repeated edges, and the two sizes find different faces.

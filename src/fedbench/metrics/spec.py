@@ -42,9 +42,10 @@ class FedScoreSpec:
     reg_noise_k: float = 0.0  # whitened: a gain within k noise units of 1 (of 0) counts as 1 (as 0)
     # FED
     combine: Literal["geometric", "reg_gated"] = "geometric"  # 100 (A F REG)^(1/3) | 100 REG (A F)^(1/2)
-    # The emotion recogniser the version was defined with (PerceptionConfig fields). 1.x scored with the
-    # mean of fer, facex and the blendshape prototype; 2.0 with the fusion head. Applied unless the caller
-    # chose the recogniser itself, so `--fedscore-version 1.2` keeps 1.2's numbers.
+    # The perception the version was defined with (PerceptionConfig fields: the emotion recogniser and the
+    # identity network's precision). 1.x scored with the mean of fer, facex and the blendshape prototype and
+    # the fp32 SFace; 2.0 uses the default perception, which its noise model was measured under. Applied
+    # unless the caller chose one of these fields, so `--fedscore-version 1.2` keeps 1.2's numbers.
     recogniser: tuple[tuple[str, Any], ...] = ()
     notes: str = field(default="", compare=False)
 
@@ -70,9 +71,11 @@ class FedScoreSpec:
         return self.relative("bg")
 
 
-# The 1.x recogniser: the members' mean, without the face-api member and the fusion head.
+# The 1.x perception: the members' mean, without the face-api member and the fusion head, and the
+# published fp32 SFace (int8 came later and moves identity cosines by ~0.01).
 MEAN_RECOGNISER_V1: tuple[tuple[str, Any], ...] = (
-    ("emotion_members", ("fer-cnn", "facex-cnn", "blendshape-prototype")), ("emotion_head", "mean"))
+    ("emotion_members", ("fer-cnn", "facex-cnn", "blendshape-prototype")), ("emotion_head", "mean"),
+    ("identity_precision", "fp32"))
 
 V1_0 = FedScoreSpec("1.0", frozenset(), recogniser=MEAN_RECOGNISER_V1, notes="fedscore.md as first written: A_emo = p_t(E), fixed action step, PQ vs S")
 V1_1 = FedScoreSpec("1.1", frozenset({"a_emo", "a_act", "pq"}), recogniser=MEAN_RECOGNISER_V1, notes="Alignment and PQ relative to G, as ID")
