@@ -161,3 +161,35 @@ def test_cli_names_bad_rows_before_any_work(pixelsmile: Path, tmp_path: Path) ->
     assert "bad.jsonl" in text and "row 2 (id 'gone')" in text and "missing.jpg" in text
     assert "row 3 (id 'odd')" in text and "smug" in text
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_trains_on_a_hub_dataset_and_records_its_rows(pixelsmile: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--data hf://datasets/...` (a save_to_disk snapshot; only the download faked): read as `fedbench
+    score` reads it, and the checkpoint records the URL and the rows' content sha256, not a folder's."""
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub
+
+    monkeypatch.setenv("FEDBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    img = lambda n: {"bytes": (pixelsmile / "blend" / n).read_bytes(), "path": n}  # noqa: E731
+    pairs = [("happy", "sad"), ("sad", "angry"), ("angry", "fear"), ("fear", "happy")]
+    feats = datasets.Features({"id": datasets.Value("string"), "source": datasets.Image(),
+                               "source_expression": datasets.Value("string"), "instruction": datasets.Value("string"),
+                               "target": datasets.Value("string"), "ground_truth": datasets.Image()})
+    datasets.Dataset.from_dict({
+        "id": [f"{s}-{t}" for s, t in pairs], "source": [img(f"{s}.jpg") for s, _ in pairs],
+        "source_expression": [s for s, _ in pairs], "instruction": [f"make it {t}" for _, t in pairs],
+        "target": [t for _, t in pairs], "ground_truth": [img(f"{t}.jpg") for _, t in pairs],
+    }, features=feats).save_to_disk(tmp_path / "snapshot")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: str(tmp_path / "snapshot"))
+    url = "hf://datasets/org/warp-pairs"
+    out = tmp_path / "ckpt"
+    res = CliRunner().invoke(app, ["train", "warp", "--model", "additive", "--data", url, "--out", str(out),
+                                   "--folds", "2"])
+    assert res.exit_code == 0, res.output
+    from fedbench.train.data import load_training_manifest, rows_sha256
+
+    data = json.loads((out / "checkpoint.json").read_text())["data"]
+    assert data["path"] == url and data["sha256_of"] == "rows" and data["pairs"] == 4
+    assert data["sha256"] == rows_sha256(load_training_manifest(tmp_path / "snapshot"))
+    WarpFields.load(out)

@@ -198,3 +198,29 @@ def test_hub_refusals_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
         with pytest.raises(ManifestError, match=expected):
             read_manifest("hf://datasets/o/n")
+
+
+def test_training_data_sha256_is_the_rows_content_not_a_path(tmp_path: Path) -> None:
+    """What a training checkpoint records of a hub dataset: the same rows hash the same in every
+    form and place (a folder has no bytes to hash), and a changed image changes the digest."""
+    from fedbench.train.data import data_provenance, rows_sha256
+
+    _dataset(3).to_parquet(tmp_path / "bench.parquet")
+    _dataset(3).save_to_disk(tmp_path / "saved")
+    parquet = read_manifest(tmp_path / "bench.parquet", COLUMNS)
+    saved = read_manifest(tmp_path / "saved", COLUMNS)
+    assert rows_sha256(parquet) == rows_sha256(saved)
+    prov = data_provenance(tmp_path / "saved", saved)
+    assert prov == {"path": str((tmp_path / "saved").resolve()), "sha256": rows_sha256(saved), "sha256_of": "rows"}
+    changed = _dataset(3, edited=[{"bytes": _png(100), "path": "gt0.png"}] * 3)
+    changed.save_to_disk(tmp_path / "changed")
+    assert rows_sha256(read_manifest(tmp_path / "changed", COLUMNS)) != prov["sha256"]
+    # a JSONL manifest keeps its file's sha256, as checkpoints have always recorded
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text("".join(json.dumps({"id": t.id, "source": str(t.source), "instruction": t.instruction,
+                                         "target": t.target, "ground_truth": str(t.ground_truth)}) + "\n"
+                             for t in saved))
+    m = read_manifest(jsonl, allow_outside=True)
+    import hashlib
+
+    assert data_provenance(jsonl, m) == {"path": str(jsonl.resolve()), "sha256": hashlib.sha256(jsonl.read_bytes()).hexdigest()}

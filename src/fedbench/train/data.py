@@ -11,6 +11,7 @@ holds out one person at a time (`people_rows` gives every row its person).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 
 from fedbench.data.manifest import Manifest, ManifestError, Problem, Triplet, read_manifest
 from fedbench.labels import normalise_expression
+from fedbench.models.store import sha256_of
 
 
 def load_training_manifest(path: str | Path, columns: dict[str, str] | None = None,
@@ -48,6 +50,33 @@ def warp_checkpoint_inputs(data: str | Path | Manifest, out: str | Path, columns
         raise FileExistsError(f"{out} already holds a warp checkpoint; pass --overwrite to replace it")
     manifest = data if isinstance(data, Manifest) else load_training_manifest(data, columns, allow_outside)
     return out, manifest
+
+
+def rows_sha256(manifest: Manifest) -> str:
+    """sha256 of a manifest's rows by content: every field but the paths, and the sha256 of each
+    row's source and ground-truth image, in row order. The same dataset as a Parquet file, a shard
+    folder, a save_to_disk folder or an hf:// snapshot gives the same digest, wherever it lies."""
+    h = hashlib.sha256()
+    for t in manifest.triplets:
+        fields = t.model_dump(mode="json", exclude={"source", "ground_truth", "row"})
+        fields.update(source=sha256_of(t.source), ground_truth=sha256_of(t.ground_truth))
+        h.update(json.dumps(fields, sort_keys=True).encode() + b"\n")
+    return h.hexdigest()
+
+
+def data_provenance(data: str | Path | Manifest, manifest: Manifest) -> dict[str, str]:
+    """What a checkpoint records of its training data: where it was read from and a sha256.
+
+    A JSONL/CSV manifest is one file: its bytes' sha256 (as checkpoints always recorded). A hub
+    manifest (Parquet/Arrow file, dataset folder, hf:// dataset) may be a folder or a download
+    snapshot, so its rows are hashed instead (`rows_sha256`), and an hf:// URL is recorded as given,
+    not as the local snapshot folder it was downloaded to."""
+    from fedbench.data import hub
+
+    if not hub.is_hub_manifest(manifest.path):
+        return {"path": str(manifest.path), "sha256": sha256_of(manifest.path)}
+    url = None if isinstance(data, Manifest) else hub.hf_url(data)
+    return {"path": url or str(manifest.path), "sha256": rows_sha256(manifest), "sha256_of": "rows"}
 
 
 def unusable_pair(source: object, ground_truth: object) -> str | None:

@@ -44,8 +44,7 @@ import numpy as np
 from rich.console import Console
 
 from fedbench.data.manifest import Manifest, Triplet
-from fedbench.models.store import sha256_of
-from fedbench.train.data import load_training_manifest
+from fedbench.train.data import data_provenance, load_training_manifest
 
 TRAINER = "fedbench train diffusers-lora"
 TRAINER_VERSION = "1"
@@ -456,8 +455,9 @@ def _load_data(cfg: LoraTrainConfig, console: Console) -> _TrainData:
 
 def _settings(cfg: LoraTrainConfig, data: _TrainData, mixed: str) -> dict[str, Any]:
     """What the run was trained with (training.json); `--resume` compares the `_RESUME_KEYS` of it."""
-    return {"base": cfg.base, "pipeline": cfg.pipeline, "data": str(data.manifest.path),
-            "data_sha256": sha256_of(data.manifest.path), "resolution": cfg.resolution, "batch_size": cfg.batch_size,
+    source = data_provenance(cfg.data, data.manifest)  # a hub dataset by its rows: it may be a folder
+    return {"base": cfg.base, "pipeline": cfg.pipeline, "data": source["path"],
+            "data_sha256": source["sha256"], "resolution": cfg.resolution, "batch_size": cfg.batch_size,
             "grad_accum": cfg.grad_accum, "lr": cfg.lr, "lr_scheduler": cfg.lr_scheduler,
             "warmup_steps": cfg.warmup_steps, "weight_decay": cfg.weight_decay, "max_grad_norm": cfg.max_grad_norm,
             "rank": cfg.rank, "alpha": float(cfg.alpha if cfg.alpha is not None else cfg.rank),

@@ -45,8 +45,8 @@ from rich.console import Console
 from fedbench.data.manifest import Manifest, Triplet
 from fedbench.editors.warp import N_LANDMARKS, WarpFields, field_key, reference_field, to_face_frame
 from fedbench.labels import EXPRESSIONS
-from fedbench.models.store import sha256_of
-from fedbench.train.data import Folds, assign_folds, group_of, note_skip, unusable_pair, warp_checkpoint_inputs
+from fedbench.train.data import (Folds, assign_folds, data_provenance, group_of, note_skip, unusable_pair,
+                                 warp_checkpoint_inputs)
 
 TRAINER = "fedbench train warp --model additive"
 TRAINER_VERSION = "2"  # 2: grouped folds, the "scaled" prior, residuals need several people
@@ -454,7 +454,7 @@ def train_warp(data: str | Path | Manifest, out: str | Path, *, folds: int = 5, 
         "trainer": TRAINER, "trainer_version": TRAINER_VERSION, "fedbench": __version__,
         "units": "inter-ocular distance, face frame (x towards the image right, y down)",
         "model": "additive: field(s>t) = F_t - F_s (+ residual for keys with >= min_pairs pairs); F_neutral = 0",
-        "data": {"path": str(manifest.path), "sha256": sha256_of(manifest.path), "rows": len(manifest),
+        "data": {**data_provenance(data, manifest), "rows": len(manifest),
                  "pairs": len(pairs), "assumed_neutral_source": sum(p.assumed_neutral for p in pairs),
                  "skipped": dict(sorted(measured.skipped.items())), "skipped_rows": measured.skipped_rows},
         "key_stats": stats,

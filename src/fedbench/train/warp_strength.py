@@ -46,8 +46,8 @@ from fedbench.data.manifest import Manifest, Triplet
 from fedbench.editors.warp import WarpFields, reference_field, warp_expression
 from fedbench.labels import EXPRESSIONS
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
-from fedbench.models.store import sha256_of
-from fedbench.train.data import Folds, assign_folds, group_of, note_skip, unusable_pair, warp_checkpoint_inputs
+from fedbench.train.data import (Folds, assign_folds, data_provenance, group_of, note_skip, unusable_pair,
+                                 warp_checkpoint_inputs)
 
 TRAINER = "fedbench train warp --model strength"
 TRAINER_VERSION = "2"  # 2: the "shrunk" rule
@@ -298,7 +298,7 @@ def train_strength(data: str | Path | Manifest, out: str | Path, *, folds: int =
         "fitted": True, "model": "strength: field(t) = a_t x reference_t, any source",
         "trainer": TRAINER, "trainer_version": TRAINER_VERSION, "fedbench": __version__,
         "units": "inter-ocular distance, face frame (x towards the image right, y down)",
-        "data": {"path": str(manifest.path), "sha256": sha256_of(manifest.path), "rows": len(manifest),
+        "data": {**data_provenance(data, manifest), "rows": len(manifest),
                  "pairs": len(table.ids), "people": len(set(table.groups)),
                  "skipped": dict(sorted(table.skipped.items())), "skipped_rows": table.skipped_rows},
         "strengths": chosen, "rule": validation.best, "grid": list(table.strengths),
