@@ -6,14 +6,26 @@ writes each result to the run's one generation log as it arrives (`fedbench.eval
 the log is as crash-safe as a local run's and `--resume` works the same. Every request carries its
 own seed, so which actor serves it does not change its image. Progress shows each actor's count and
 throughput.
+
+The run's feature cache (`--cache`; the warp editor keeps source landmarks there, as in a local
+run) reaches the actors on the driver's machine as is: it is SQLite in WAL mode, whose writers are
+serialised by file locks on one machine, and FeatureCache waits while another process holds the
+lock, so several actor processes writing landmarks cannot corrupt it. WAL needs memory shared by
+every process using the file, which processes on other machines do not have, even when the path
+is on a network file system they all see; so an actor on another node keeps its landmarks in a
+private cache file of its own (removed when it closes). Where landmarks are stored never changes
+what they are, so the images are the same either way; the actors are closed (flushing their
+writes) before the run is scored, so the scoring finds the sources the actors perceived.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any, Iterator
 
 from rich.console import Console
@@ -24,14 +36,40 @@ from fedbench.editors.config import EditorConfig
 IN_FLIGHT = 2  # requests queued per actor: the next one is waiting while the current one runs
 
 
+def actor_cache_path(run_cache: str | None, driver_node: str, node: str, scratch: Path) -> str | None:
+    """The feature cache an editor actor on `node` uses: the run's (None: the default cache, as a local
+    run's editor uses) on the driver's node; on another node a private file under `scratch`, since an
+    SQLite WAL file cannot be shared safely between machines (see the module docstring)."""
+    if node == driver_node:
+        return run_cache
+    return str(scratch / "features.sqlite")
+
+
 class _EditorActor:
     """One editor, loaded once per actor process."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], cache_path: str | None = None, driver_node: str = "") -> None:
+        import ray
+
         from fedbench.editors.registry import build_editor
 
+        self._scratch = tempfile.TemporaryDirectory(prefix="fedbench-ray-actor-")
+        node = ray.get_runtime_context().get_node_id()
+        self.cache_path = actor_cache_path(cache_path, driver_node or node, node, Path(self._scratch.name))
         self.editor = build_editor(EditorConfig(**config))
+        if self.cache_path is not None and hasattr(self.editor, "use_feature_cache"):  # as evaluate() does
+            self.editor.use_feature_cache(self.cache_path)
         self.editor.load()
+
+    def feature_cache(self) -> str | None:
+        return self.cache_path
+
+    def close(self) -> None:
+        """Free the editor and write what it perceived to the feature cache (ray.kill would drop it)."""
+        try:
+            self.editor.close()
+        finally:
+            self._scratch.cleanup()
 
     def where(self) -> str:
         import ray
@@ -49,7 +87,8 @@ class RayDispatch:
     """Callable for `generate(dispatch=...)`: yields (item, result, seconds) as actors finish."""
 
     def __init__(self, config: EditorConfig, *, address: str | None = None, gpus_per_editor: float = 1.0,
-                 actors: int | None = None, console: Console | None = None) -> None:
+                 actors: int | None = None, console: Console | None = None,
+                 cache_path: str | Path | None = None) -> None:
         try:
             import ray
         except ImportError as exc:
@@ -67,7 +106,9 @@ class RayDispatch:
             n, options = max(1, int(resources.get("CPU", 1))), {"num_cpus": 1}
         n = min(n, actors) if actors else n
         remote = ray.remote(**options)(_EditorActor)
-        self.actors = [remote.remote(config.model_dump()) for _ in range(n)]
+        driver_node = ray.get_runtime_context().get_node_id()
+        cache = str(Path(cache_path).expanduser().resolve()) if cache_path is not None else None
+        self.actors = [remote.remote(config.model_dump(), cache, driver_node) for _ in range(n)]
         try:
             # loading happens here, so a model that cannot load fails the run before any folder is written
             self.names = ray.get([a.where.remote() for a in self.actors])
@@ -124,7 +165,12 @@ class RayDispatch:
                     pass
 
     def close(self) -> None:
-        for a in getattr(self, "actors", []):
+        actors = getattr(self, "actors", [])
+        try:  # let each actor flush its feature-cache writes; a dead one has nothing to flush
+            self.ray.get([a.close.remote() for a in actors], timeout=120)
+        except Exception:  # noqa: BLE001 - a dead or stuck actor must not keep the others alive
+            pass
+        for a in actors:
             self.ray.kill(a)
         self.actors = []
         if self._owns:

@@ -302,7 +302,8 @@ def evaluate(
             if executor == "ray":  # the editor loads in Ray actors (fedbench.eval_ray), not here
                 from fedbench.eval_ray import RayDispatch
 
-                dispatch = RayDispatch(config, address=address, gpus_per_editor=gpus_per_editor, console=console)
+                dispatch = RayDispatch(config, address=address, gpus_per_editor=gpus_per_editor, console=console,
+                                       cache_path=cache_path)
             else:
                 instance.load()
         except Exception as exc:  # e.g. DiffusersLoadError: the whole run cannot go on, and nothing is touched

@@ -101,6 +101,33 @@ def test_ray_run_equals_the_local_run_warp(ray_local, bench: Path, cache: Path, 
     assert again.counts["reused"] == res.counts["generated"] and again.counts["generated"] == 0
 
 
+def test_ray_warp_actors_keep_landmarks_in_the_runs_cache(ray_local, bench: Path, tmp_path: Path) -> None:
+    """The actors use the run's feature cache (`--cache`) as a local run's editor does: every source
+    they perceived is in it once they close, and no other cache file is made beside it."""
+    from fedbench.editors.base import EditRequest
+    from fedbench.eval_ray import RayDispatch
+    from fedbench.faces.service import PerceptionService
+
+    cache = tmp_path / "run-cache" / "features.sqlite"
+    cache.parent.mkdir()
+    rows = [json.loads(x) for x in bench.read_text().splitlines()]
+    sources = sorted({bench.parent / r["source"] for r in rows})
+    dispatch = RayDispatch(WARP, cache_path=cache)
+    try:
+        assert ray_local.get([a.feature_cache.remote() for a in dispatch.actors]) == [str(cache.resolve())] * 2
+        requests = [(i, EditRequest(f"s{i}", src, "x", "sad", 0)) for i, src in enumerate(sources)]
+        results = list(dispatch(requests))
+        assert len(results) == len(sources) and all(r.status == "ok" for _, r, _ in results)
+    finally:
+        dispatch.close()
+    service = PerceptionService(None, cache, readonly=True)
+    try:
+        assert all(service.cache.has(service.key(src.read_bytes())) for src in sources)
+    finally:
+        service.close()
+    assert sorted(p.name for p in cache.parent.iterdir() if p.suffix == ".sqlite") == ["features.sqlite"]
+
+
 def test_ray_run_equals_the_local_run_tiny_diffusers(ray_local, bench: Path, cache: Path, tmp_path: Path) -> None:
     pytest.importorskip("diffusers", reason="the diffusers extra is not installed")
     from fedbench.testing.tiny_pipeline import build_tiny_instruct_pix2pix
