@@ -223,4 +223,5 @@ def test_training_data_sha256_is_the_rows_content_not_a_path(tmp_path: Path) -> 
     m = read_manifest(jsonl, allow_outside=True)
     import hashlib
 
-    assert data_provenance(jsonl, m) == {"path": str(jsonl.resolve()), "sha256": hashlib.sha256(jsonl.read_bytes()).hexdigest()}
+    file_sha = hashlib.sha256(jsonl.read_bytes()).hexdigest()
+    assert data_provenance(jsonl, m) == {"path": str(jsonl.resolve()), "sha256": file_sha}
