@@ -118,7 +118,8 @@ def chroma_distance(source_rgb: np.ndarray, other_rgb: np.ndarray, reg: Registra
     o = cv2.resize(other_rgb, (other_rgb.shape[1] * size[0] // w or 1, other_rgb.shape[0] * size[1] // h or 1),
                    interpolation=cv2.INTER_AREA) if other_rgb.shape[:2] != (h, w) else \
         cv2.resize(other_rgb, size, interpolation=cv2.INTER_AREA)
-    o = cv2.resize(o, size, interpolation=cv2.INTER_AREA)
+    if o.shape[:2] != (size[1], size[0]):  # resizing to the size it has would only copy it
+        o = cv2.resize(o, size, interpolation=cv2.INTER_AREA)
     mask = cv2.resize(background.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
     if reg.accepted:
         m = reg.matrix.copy()
