@@ -78,3 +78,24 @@ def test_processing_alone_keeps_the_background(portrait):
         chain = processing.random_chain(rng)
         bg, _ = _bg(rgb, face, processing.process(rgb, chain))
         assert bg >= 0.9, [s.describe() for s in chain]
+
+
+def test_a_source_prepared_once_gives_bit_identical_measures(portrait):
+    """The worker reuses S's side (grey, mask, ECC view, SSIM statistics, Lab) for S,E and S,G:
+    every number must equal the one-off measure's exactly, also when a smaller edit changes the
+    compared size, and a SourceBackground built for another face is refused."""
+    from fedbench.metrics.bgsource import SourceBackground
+
+    rgb, face = portrait
+    prepared = SourceBackground(rgb, face.landmarks)
+    edits = [processing.shift(rgb, 0.03, 0.6), processing.crop(rgb, 0.03, 0.5, 0.5),
+             cv2.GaussianBlur(rgb, (9, 9), 0), cv2.resize(rgb, (300, 300), interpolation=cv2.INTER_AREA)]
+    for edit in edits:
+        for register in (True, False):
+            once = background_measure(rgb, edit, face, face, register)
+            assert background_measure(rgb, edit, face, face, register, prepared) == once
+    assert len(prepared._grey) == 2  # 512 px and the small copy's 300 px: one grey per compared size
+    moved = face.landmarks.copy()
+    moved[:, 0] += 0.01
+    with pytest.raises(ValueError, match="another source"):
+        background_measure(rgb, edits[0], face, face, True, SourceBackground(rgb, moved))

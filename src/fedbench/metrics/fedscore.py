@@ -20,7 +20,9 @@ from fedbench.metrics import core
 from fedbench.metrics.fidelity import background_score, cosine
 from fedbench.metrics.components import NAMES as REGISTRY_NAMES
 from fedbench.metrics.spec import DEFAULT_VERSION, SUPPORTED_VERSIONS, FedScoreSpec, get_spec
-from fedbench.metrics.ssim import ssim_map
+from fedbench.metrics import registration
+from fedbench.metrics.bgsource import SourceBackground
+from fedbench.metrics.ssim import ssim_map_prepared
 
 FEDSCORE_VERSION = DEFAULT_VERSION  # the versions themselves live in metrics/spec.py
 BG_LONG_SIDE = 512
@@ -60,31 +62,35 @@ def background_ssim(source_rgb: np.ndarray, edit_rgb: np.ndarray, source_face: F
 
 
 def background_measure(source_rgb: np.ndarray, edit_rgb: np.ndarray, source_face: FaceFeatures,
-                       edit_face: FaceFeatures, register: bool) -> tuple[float | None, float | None, float | None]:
+                       edit_face: FaceFeatures, register: bool, prepared: SourceBackground | None = None
+                       ) -> tuple[float | None, float | None, float | None]:
     """(background SSIM, registration magnitude, chroma distance). With `register`, E is first
     registered to S on the background (metrics/registration.py), SSIM is taken over the background
     pixels E covers and the background's colour is compared too; the magnitude is max(shift,
-    |scale - 1|) of the accepted registration (0: none needed or refused)."""
+    |scale - 1|) of the accepted registration (0: none needed or refused). `prepared`: the source's
+    side, kept across the pairs that share S (the same numbers, computed once)."""
+    src = SourceBackground(source_rgb, source_face.landmarks) if prepared is None else prepared
+    if src.rgb is not source_rgb or not np.array_equal(src.landmarks, source_face.landmarks):
+        raise ValueError("background_measure: `prepared` was built for another source image or face")
     if not register:
-        s_grey = grey_view(source_rgb, BG_LONG_SIDE)
+        s_grey = src.grey(BG_LONG_SIDE)
         size = (s_grey.shape[1], s_grey.shape[0])
         e_grey = grey_view(edit_rgb, size=size)
-        background = ~(face_mask(source_face.landmarks, size) | face_mask(edit_face.landmarks, size))
-        return background_score(ssim_map(s_grey, e_grey), background), None, None
+        background = ~(src.face_mask(size) | face_mask(edit_face.landmarks, size))
+        return background_score(ssim_map_prepared(src.ssim_stats(BG_LONG_SIDE), e_grey), background), None, None
     # Registered (2.0): compare at the resolution both images have (at most 512 px), so a smaller
     # copy of an intact picture is not charged for the detail it cannot hold, while a blur at the
     # same resolution still is.
     long_side = min(BG_LONG_SIDE, max(source_rgb.shape[:2]), max(edit_rgb.shape[:2]))
-    s_grey = grey_view(source_rgb, long_side)
+    s_grey = src.grey(long_side)
     size = (s_grey.shape[1], s_grey.shape[0])
     e_grey = grey_view(edit_rgb, size=size)
-    background = ~(face_mask(source_face.landmarks, size) | face_mask(edit_face.landmarks, size))
-    from fedbench.metrics import registration
-
-    reg = registration.register(s_grey, e_grey, background)
+    background = ~(src.face_mask(size) | face_mask(edit_face.landmarks, size))
+    reg = registration.register(s_grey, e_grey, background, src.ecc_view(long_side))
     e_reg, covered = registration.apply(e_grey, reg)
-    chroma = registration.chroma_distance(source_rgb, edit_rgb, reg, background)
-    return background_score(ssim_map(s_grey, e_reg), background & covered), reg.magnitude, chroma
+    chroma = registration.chroma_distance(source_rgb, edit_rgb, reg, background, src.chroma_lab())
+    return (background_score(ssim_map_prepared(src.ssim_stats(long_side), e_reg), background & covered),
+            reg.magnitude, chroma)
 
 
 @dataclass
@@ -127,6 +133,7 @@ def score_triplet(
     bg_chroma_gt: float | None = None,
     actions: list[str] | None = None,
     judge: tuple[core.JudgeVerdict | None, str | None] | None = None,
+    source_background: SourceBackground | None = None,
 ) -> dict[str, Any]:
     """One row of samples.jsonl: every component, the status, and the raw numbers behind them.
 
@@ -136,6 +143,7 @@ def score_triplet(
     manifest's optional field: when given, the required actions (else the instruction's, else G's).
     `judge` is (verdict or None when the edit was not judged, reason) for runs with a judge
     (docs/judge.md): the row then also carries the rule-based figures and `judge_status`.
+    `source_background`: S's side of the background measure when the caller reuses it across pairs.
     """
     spec = get_spec(version)
     row = _empty_row(sample_id, target)
@@ -186,7 +194,8 @@ def score_triplet(
 
     row["edit_status"] = "ok"
     e_face = edit.features.primary(s_face.box)
-    bg_edit, bg_shift, chroma = background_measure(source_rgb, edit_rgb, s_face, e_face, spec.bg_register)
+    bg_edit, bg_shift, chroma = background_measure(source_rgb, edit_rgb, s_face, e_face, spec.bg_register,
+                                                   source_background)
     out = core.assess(spec, ref, s_face, e_face, g_face,
                       core.PairMeasures(bg_edit=bg_edit, bg_gt=bg_gt if spec.uses_gt_background else None,
                                         bg_shift=bg_shift, bg_chroma_edit=chroma, bg_chroma_gt=bg_chroma_gt),

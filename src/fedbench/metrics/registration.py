@@ -39,12 +39,24 @@ class Registration:
 IDENTITY = np.eye(2, 3, dtype=np.float32)
 
 
-def register(source: np.ndarray, other: np.ndarray, background: np.ndarray) -> Registration:
-    """Fit `other` onto `source` (equal-size grey uint8 images) over `background` (bool mask)."""
-    h, w = source.shape
+def _ecc_size(shape: tuple[int, ...]) -> tuple[float, tuple[int, int]]:
+    h, w = shape[:2]
     k = ECC_LONG_SIDE / max(h, w)
-    size = (max(8, round(w * k)), max(8, round(h * k)))
-    s = cv2.resize(source, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    return k, (max(8, round(w * k)), max(8, round(h * k)))
+
+
+def ecc_view(source: np.ndarray) -> np.ndarray:
+    """The grey source at the fitting size, as `register` fits against it (float32)."""
+    _, size = _ecc_size(source.shape)
+    return cv2.resize(source, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def register(source: np.ndarray, other: np.ndarray, background: np.ndarray,
+             source_small: np.ndarray | None = None) -> Registration:
+    """Fit `other` onto `source` (equal-size grey uint8 images) over `background` (bool mask).
+    `source_small`: `ecc_view(source)` when the caller already has it (one source, several pairs)."""
+    k, size = _ecc_size(source.shape)
+    s = ecc_view(source) if source_small is None else source_small
     o = cv2.resize(other, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     mask = cv2.resize(background.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
     warp = IDENTITY.copy()
@@ -83,19 +95,31 @@ def apply(other: np.ndarray, reg: Registration) -> tuple[np.ndarray, np.ndarray]
 CHROMA_LONG_SIDE = 128  # colour is low-frequency: compared at a small size
 
 
+def _chroma_size(shape: tuple[int, ...]) -> tuple[int, int]:
+    h, w = shape[:2]
+    k = CHROMA_LONG_SIDE / max(h, w)
+    return max(8, round(w * k)), max(8, round(h * k))
+
+
+def chroma_view(source_rgb: np.ndarray) -> np.ndarray:
+    """CIELAB of the source at the chroma size, as `chroma_distance` compares against it."""
+    s = cv2.resize(source_rgb, _chroma_size(source_rgb.shape), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(s.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+
 def chroma_distance(source_rgb: np.ndarray, other_rgb: np.ndarray, reg: Registration,
-                    background: np.ndarray) -> float | None:
+                    background: np.ndarray, source_lab: np.ndarray | None = None) -> float | None:
     """Median CIELAB chroma distance sqrt(da^2 + db^2) between S and the registered X over the
     background: grey SSIM does not see a recoloured background, this does. Lightness is left out
-    (a gamma change is processing; SSIM already sees a real change of light)."""
+    (a gamma change is processing; SSIM already sees a real change of light).
+    `source_lab`: `chroma_view(source_rgb)` when the caller already has it."""
     h, w = source_rgb.shape[:2]
-    k = CHROMA_LONG_SIDE / max(h, w)
-    size = (max(8, round(w * k)), max(8, round(h * k)))
-    s = cv2.resize(source_rgb, size, interpolation=cv2.INTER_AREA)
+    size = _chroma_size(source_rgb.shape)
     o = cv2.resize(other_rgb, (other_rgb.shape[1] * size[0] // w or 1, other_rgb.shape[0] * size[1] // h or 1),
                    interpolation=cv2.INTER_AREA) if other_rgb.shape[:2] != (h, w) else \
         cv2.resize(other_rgb, size, interpolation=cv2.INTER_AREA)
-    o = cv2.resize(o, size, interpolation=cv2.INTER_AREA)
+    if o.shape[:2] != (size[1], size[0]):  # resizing to the size it has would only copy it
+        o = cv2.resize(o, size, interpolation=cv2.INTER_AREA)
     mask = cv2.resize(background.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
     if reg.accepted:
         m = reg.matrix.copy()
@@ -103,7 +127,7 @@ def chroma_distance(source_rgb: np.ndarray, other_rgb: np.ndarray, reg: Registra
         o = cv2.warpAffine(o, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
     if mask.sum() < 10:
         return None
-    lab_s = cv2.cvtColor(s.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    lab_s = chroma_view(source_rgb) if source_lab is None else source_lab
     lab_o = cv2.cvtColor(o.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
     d = np.hypot(lab_s[..., 1] - lab_o[..., 1], lab_s[..., 2] - lab_o[..., 2])
     return float(np.median(d[mask]))

@@ -19,6 +19,7 @@ import numpy as np
 from fedbench.data.images import ImageReadError, decode_image
 from fedbench.faces.perception import PerceptionConfig, Perceiver
 from fedbench.faces.service import Perceived, PerceptionService
+from fedbench.metrics.bgsource import SourceBackground
 from fedbench.metrics.fedscore import ImageOutcome, background_measure, score_triplet
 from fedbench.metrics.spec import get_spec
 from fedbench.store.features import pack_optional_float, unpack_optional_float
@@ -65,6 +66,7 @@ def shutdown_worker() -> None:
         _STATE.service.close()
         _STATE = None
     _source_rgb.cache_clear()
+    _LAST_SOURCE_BACKGROUND.clear()
 
 
 def ready(_: int) -> bool:
@@ -88,6 +90,20 @@ def _source_rgb(path: str, content_key: str, max_side: int) -> np.ndarray:
     """Decoded source for the background SSIM; a source usually serves several consecutive triplets.
     Keyed by content too, so a file rewritten between runs in one process is decoded afresh."""
     return decode_image(_read(Path(path)), max_side).rgb
+
+
+_LAST_SOURCE_BACKGROUND: list[SourceBackground] = []  # one slot: consecutive triplets share a source
+
+
+def _source_background(source_rgb: np.ndarray, landmarks: np.ndarray) -> SourceBackground:
+    """S's side of the background measure, shared by the triplet's two pairs (S,E and S,G) and by
+    the next triplets of the same source (`_source_rgb` hands back the same array for them)."""
+    last = _LAST_SOURCE_BACKGROUND[0] if _LAST_SOURCE_BACKGROUND else None
+    if last is not None and last.rgb is source_rgb and np.array_equal(last.landmarks, landmarks):
+        return last
+    prepared = SourceBackground(source_rgb, landmarks)
+    _LAST_SOURCE_BACKGROUND[:] = [prepared]
+    return prepared
 
 
 def perceive_path(path: Path, need_rgb: bool = False) -> Perceived:
@@ -115,7 +131,7 @@ BG_REGISTERED_VERSION = 2  # the same for the registered measure (2.0); 2: ECC f
 
 
 def _ground_truth_background(task: dict[str, Any], source: ImageOutcome, gt: ImageOutcome,
-                             source_rgb: np.ndarray, register: bool
+                             source_rgb: np.ndarray, register: bool, prepared: SourceBackground
                              ) -> tuple[tuple[float | None, float | None], tuple[str, bytes] | None]:
     """BG(S, G) and its background chroma distance: how much the ground truth itself changed the
     background (a relative BG divides by it). One value per (source, ground truth) pair and way of
@@ -137,7 +153,7 @@ def _ground_truth_background(task: dict[str, Any], source: ImageOutcome, gt: Ima
     if content_key(data, st.sig) != task["gt_key"]:  # rewritten since phase 1: never cache a wrong value
         raise ImageReadError("the ground truth changed while scoring")
     gt_rgb = decode_image(data, st.perceiver.config.max_side).rgb
-    value, _, chroma = background_measure(source_rgb, gt_rgb, s_face, g_face, register)
+    value, _, chroma = background_measure(source_rgb, gt_rgb, s_face, g_face, register, prepared)
     if register:
         return (value, chroma), (key, json.dumps([value, chroma]).encode())
     return (value, None), (key, pack_optional_float(value))
@@ -165,11 +181,14 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, 
         except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
             source = ImageOutcome(None, f"source became unreadable: {exc}")
     bg_gt = bg_chroma_gt = None
+    prepared = None
+    if source_rgb is not None and source.features is not None and source.features.faces:
+        prepared = _source_background(source_rgb, source.features.faces[0].landmarks)
     spec = get_spec(task["version"])
-    if (source_rgb is not None and spec.uses_gt_background and source.features is not None
-            and source.features.faces and gt.features is not None and gt.features.faces):
+    if prepared is not None and spec.uses_gt_background and gt.features is not None and gt.features.faces:
         try:
-            (bg_gt, bg_chroma_gt), blob = _ground_truth_background(task, source, gt, source_rgb, spec.bg_register)
+            (bg_gt, bg_chroma_gt), blob = _ground_truth_background(task, source, gt, source_rgb,
+                                                                     spec.bg_register, prepared)
         except (OSError, ImageReadError) as exc:  # the file changed under us since phase 1
             gt = ImageOutcome(None, f"ground truth became unreadable: {exc}")
         else:
@@ -179,5 +198,6 @@ def score_sample(task: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, 
         task["id"], task["target"], task["instruction"], source, gt, edit, source_rgb, edit_rgb,
         st.perceiver.identity_threshold, task["version"], None if generation is None else tuple(generation),
         bg_gt=bg_gt, bg_chroma_gt=bg_chroma_gt, actions=task.get("actions"), judge=task.get("judge"),
+        source_background=prepared,
     )
     return row, new_blobs
