@@ -34,22 +34,31 @@ def _slug(path: Path) -> str:
     return keep.strip("-")[:40] or "image"
 
 
+def source_id(index: int, relative: str, path: Path) -> str:
+    """The id of an input file: its name's slug and a hash of (which --sources entry, its path inside
+    that entry). Never the absolute path: every later choice keys on ids (target classes, ground-truth
+    seeds, identity-cluster names and so the seeded test/train order), so the same photos copied to
+    another folder (a fresh tmp dir per run) must get the same ids, or the split changes from run to run."""
+    return f"{_slug(path)}-{short_hash(index, relative)}"
+
+
 def discover(sources: list[Path], config_exts: tuple[list[str], list[str]]) -> Iterator[Record]:
     """Every image or video under `sources` (files or folders), in a stable order, one at a time."""
     image_exts, video_exts = ({e.lower() for e in x} for x in config_exts)
-    for src in sources:
+    for index, src in enumerate(sources):
         src = Path(src)
         if src.is_file():
-            files = [src]
+            files: Iterator[tuple[Path, str]] = iter([(src, src.name)])
         elif src.is_dir():
-            files = (Path(d) / f for d, dirs, fs in sorted(os.walk(src)) for f in sorted(fs))
+            files = ((Path(d) / f, (Path(d) / f).relative_to(src).as_posix())
+                     for d, dirs, fs in sorted(os.walk(src)) for f in sorted(fs))
         else:
-            yield {"id": f"missing-{short_hash(src)}", "path": str(src), "kind": "missing"}
+            yield {"id": f"missing-{short_hash(index, src.name)}", "path": str(src), "kind": "missing"}
             continue
-        for f in files:
+        for f, relative in files:
             ext = f.suffix.lower()
             if ext in image_exts or ext in video_exts:
-                yield {"id": f"{_slug(f)}-{short_hash(f.resolve())}", "path": str(f.resolve()),
+                yield {"id": source_id(index, relative, f), "path": str(f.resolve()),
                        "kind": "video" if ext in video_exts else "image"}
 
 

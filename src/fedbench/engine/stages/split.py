@@ -48,7 +48,10 @@ def identity_clusters(ids: list[str], embeddings: np.ndarray, threshold: float) 
     n = len(ids)
     if n == 0:
         return {}
-    e = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    # float64: a cosine within float32 rounding of the threshold must not fall on either side by the
+    # BLAS kernel or block shape of the day (the journal's embeddings are rounded to 1e-6 already)
+    e = np.asarray(embeddings, dtype=np.float64)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
     rows, cols = [], []
     for start in range(0, n, _BLOCK):
         sims = e[start:start + _BLOCK] @ e.T
@@ -70,7 +73,7 @@ def split(records: list[Record], config: BuildConfig) -> SplitResult:
     order = sorted(sources)
     dupes = near_duplicates([(sid, int(sources[sid]["phash"], 16)) for sid in order], cfg.near_duplicate_bits)
     kept_sources = [sid for sid in order if sid not in dupes]
-    emb = np.array([sources[sid]["identity_embedding"] for sid in kept_sources], dtype=np.float32).reshape(-1, 128)
+    emb = np.array([sources[sid]["identity_embedding"] for sid in kept_sources], dtype=np.float64).reshape(-1, 128)
     cluster_of = identity_clusters(kept_sources, emb, cfg.identity_cosine)
     # Name clusters by their first source so names survive a rebuild with more footage.
     members: dict[int, list[str]] = defaultdict(list)
