@@ -22,6 +22,7 @@ from PIL import Image
 from fedbench.data.manifest import read_manifest
 from fedbench.engine import BuildConfig, build
 from fedbench.engine.pipeline import STAGES, BuildFolderError
+from fedbench.testing.build_settings import WARP_VERIFY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,9 +30,7 @@ SETTINGS = {
     "per_class": 2, "train_per_class": 20,
     "ingest": {"frame_interval_s": 0.5},
     "ground_truth": {"editor": "warp", "seeds": 2},
-    # warp makes geometric edits only: loose enough that some pass, strict enough that some fail
-    "verify": {"min_identity": 0.3, "min_emotion": 0.05, "min_actions": 0.0, "min_background": 0.5,
-               "min_quality": 0.3},
+    "verify": WARP_VERIFY,  # warp's geometric edits: loose enough that some pass, strict enough that some fail
 }
 
 

@@ -19,20 +19,19 @@ from typer.testing import CliRunner
 
 from fedbench.cli import app
 from fedbench.data.manifest import read_manifest
+from fedbench.testing.build_settings import WARP_VERIFY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_PEOPLE = 14  # small: the whole recipe stays well under 3 minutes on 2 shared cores; enough that
 # the identity-disjoint split leaves at least 4 training pairs
-BUILD = """\
+BUILD = f"""\
 per_class: 1
 train_per_class: 3
-target: {targets_per_source: 2}
-ground_truth: {editor: warp, seeds: 1}
-# warp makes geometric edits only (no teeth, no wrinkles): the verification thresholds of
-# tests/integration/test_build_engine.py, loose enough that warp's edits can pass
-verify: {min_identity: 0.3, min_emotion: 0.05, min_actions: 0.0, min_background: 0.5, min_quality: 0.3}
-"""
+target: {{targets_per_source: 2}}
+ground_truth: {{editor: warp, seeds: 1}}
+verify: {json.dumps(WARP_VERIFY)}
+"""  # warp's geometric edits: the loose thresholds of fedbench.testing.build_settings
 
 
 @pytest.fixture(scope="module")
