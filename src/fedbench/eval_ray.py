@@ -57,7 +57,7 @@ class _EditorActor:
         node = ray.get_runtime_context().get_node_id()
         self.cache_path = actor_cache_path(cache_path, driver_node or node, node, Path(self._scratch.name))
         self.editor = build_editor(EditorConfig(**config))
-        if self.cache_path is not None and hasattr(self.editor, "use_feature_cache"):  # as evaluate() does
+        if self.cache_path is not None:  # as evaluate() does
             self.editor.use_feature_cache(self.cache_path)
         self.editor.load()
 

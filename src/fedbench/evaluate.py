@@ -280,7 +280,7 @@ def evaluate(
         instance = build_editor(config)
     except (TypeError, ValueError, KeyError, ImportError, OSError) as exc:  # unknown adapter, missing extra
         raise EditorConfigError(f"editor {config.name!r} ({config.adapter}): {exc}") from exc
-    if cache_path is not None and hasattr(instance, "use_feature_cache"):  # an editor that perceives (warp)
+    if cache_path is not None:
         instance.use_feature_cache(cache_path)
     config_hash = resolved_hash(config, instance)
     out = Path(out)

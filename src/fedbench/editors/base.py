@@ -100,6 +100,10 @@ class Editor(ABC):
     @abstractmethod
     def edit(self, request: EditRequest) -> EditResult: ...
 
+    def use_feature_cache(self, cache_path: str | Path | None) -> None:
+        """The run's feature cache (`fedbench eval --cache`), for editors that perceive their inputs
+        (warp keeps source landmarks there). Called before `load`; most editors perceive nothing."""
+
     def secret_values(self) -> tuple[str, ...]:
         """Values (API keys, tokens) that must never reach a record; scrubbed from every result."""
         return ()
