@@ -23,19 +23,19 @@ def _table() -> dict[str, np.ndarray]:
 
 def test_shipped_head_refits_bit_for_bit_from_its_feature_table():
     t = _table()
-    body = json.loads(fusion.head_text())
+    body = json.loads(fusion.head_text("fusion-v1"))
     weights = fusion.fit_head(t["x"], t["offset"], t["label"][t["found"]], body["cross_validation"]["ridge"])
-    shipped = fusion.load_head().weights
+    shipped = fusion.load_head("fusion-v1").weights
     assert np.array_equal(weights.W, shipped.W)
     assert np.array_equal(weights.b, shipped.b)
     assert np.array_equal(weights.mean, shipped.mean) and np.array_equal(weights.scale, shipped.scale)
     assert weights.a == shipped.a
     assert body["fitted_on"]["faces"] == int(t["found"].sum())
-    assert body["cnn_members"] == list(fusion.load_head().cnn_members)
+    assert body["cnn_members"] == list(fusion.load_head("fusion-v1").cnn_members)
 
 
 def test_head_artifact_records_cross_validated_figures_for_every_class():
-    body = json.loads(fusion.head_text())
+    body = json.loads(fusion.head_text("fusion-v1"))
     cv = body["cross_validation"]
     assert set(cv["per_class"]) == set(EXPRESSIONS)
     for c in cv["per_class"].values():
@@ -105,7 +105,7 @@ def test_geometry_is_invariant_to_the_face_s_position_roll_and_scale():
 def test_config_names_the_members_the_head_needs():
     from fedbench.faces.perception import FUSION_V1_MEMBERS, PerceptionConfig
 
-    assert tuple(fusion.load_head().cnn_members) == FUSION_V1_MEMBERS
+    assert tuple(fusion.load_head("fusion-v1").cnn_members) == FUSION_V1_MEMBERS
     with pytest.raises(ValueError, match="faceapi-cnn"):
         PerceptionConfig(emotion_members=["fer-cnn", "facex-cnn"])
     assert PerceptionConfig(emotion_members=["fer-cnn"], emotion_head="mean").emotion_head == "mean"
@@ -113,7 +113,7 @@ def test_config_names_the_members_the_head_needs():
 
 def test_ensemble_refuses_a_head_whose_members_are_missing():
     with pytest.raises(ValueError, match="fer-cnn"):
-        EmotionEnsemble([BlendshapePrototype()], head=fusion.load_head())
+        EmotionEnsemble([BlendshapePrototype()], head=fusion.load_head("fusion-v1"))
 
 
 MIRROR_TABLE = REPO / "benchmarks/data/fusion_head_mirror_features.npz"
@@ -140,7 +140,7 @@ def test_fusion_v2_refits_bit_for_bit_from_the_face_and_mirror_tables():
     w = fusion.class_weights(y, body["training"]["class_weight_power"])
     weights = fusion.fit_head(x, off, y, body["cross_validation"]["ridge"], sample_weight=w)
     shipped = fusion.load_head("fusion-v2")
-    assert shipped.version == "fusion-v2" and shipped.sha256 != fusion.load_head().sha256
+    assert shipped.version == "fusion-v2" and shipped.sha256 != fusion.load_head("fusion-v1").sha256
     assert np.array_equal(weights.W, shipped.weights.W) and np.array_equal(weights.b, shipped.weights.b)
     assert np.array_equal(weights.mean, shipped.weights.mean) and weights.a == shipped.weights.a
 
@@ -164,7 +164,7 @@ def test_each_head_keys_the_feature_cache_with_its_own_sha256():
     v1, v2 = (json.loads(PerceptionConfig(emotion_head=h).signature()) for h in ("fusion-v1", "fusion-v2"))
     assert v1["emotion_head_sha256"] == fusion.load_head("fusion-v1").sha256
     assert v2["emotion_head_sha256"] == fusion.load_head("fusion-v2").sha256 != v1["emotion_head_sha256"]
-    assert tuple(fusion.load_head("fusion-v2").cnn_members) == tuple(fusion.load_head().cnn_members)
+    assert tuple(fusion.load_head("fusion-v2").cnn_members) == tuple(fusion.load_head("fusion-v1").cnn_members)
 
 
 def test_weighted_calibration_error_reweights_the_bins():

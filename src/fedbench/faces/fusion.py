@@ -18,7 +18,7 @@ benchmark with balanced targets asks for).
 The head is a small JSON artifact (`data/fusion_head_v1.json`) with its sha256, the identity-grouped
 cross-validation figures and a description of the data it was fitted on; `benchmarks/fit_fusion_head.py`
 refits it bit for bit from the feature table shipped beside it. `fusion-v2` (`data/fusion_head_v2.json`,
-opt-in through PerceptionConfig.emotion_head) is the same model fitted on every dev face and its mirror
+the default PerceptionConfig.emotion_head) is the same model fitted on every dev face and its mirror
 image with class weights ~ n_class ** -1.5: more disgust and fear recall, probabilities closer to
 calibrated under a uniform class prior (docs/perception.md has the comparison).
 """
@@ -38,9 +38,8 @@ from scipy.optimize import minimize
 from fedbench.labels import EXPRESSIONS
 
 # Each head's artifact; its sha256 enters the feature-cache key and every summary's backbones. fusion-v1 stays
-# loadable and refits bit for bit: FED-Score 2.0 was measured under it.
+# loadable and refits bit for bit (FED-Score 2.0 was first re-measured under it); fusion-v2 is the default.
 HEAD_FILES: dict[str, str] = {"fusion-v1": "fusion_head_v1.json", "fusion-v2": "fusion_head_v2.json"}
-HEAD_FILE = HEAD_FILES["fusion-v1"]
 PROB_FLOOR = 1e-4  # members' probabilities are clipped here before the log: one 0 must not dominate
 
 # MediaPipe face-mesh indices for the shape features ("left" = image left, the subject's right).
@@ -244,14 +243,14 @@ class FusionHead:
         return self.weights.predict(x, offset)
 
 
-def head_text(version: str = "fusion-v1") -> bytes:
+def head_text(version: str) -> bytes:
     if version not in HEAD_FILES:
         raise ValueError(f"unknown fusion head {version!r}; known: {', '.join(HEAD_FILES)}")
     return resources.files("fedbench.faces").joinpath("data", HEAD_FILES[version]).read_bytes()
 
 
 @lru_cache(maxsize=None)
-def load_head(version: str = "fusion-v1") -> FusionHead:
+def load_head(version: str) -> FusionHead:
     text = head_text(version)
     body = json.loads(text)
     if body["version"] != version:
