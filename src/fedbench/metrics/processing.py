@@ -8,6 +8,7 @@ rescales and shifts by a few percent); they are the "nothing about the face chan
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import cv2
@@ -125,8 +126,6 @@ def content_rng(data: bytes, k: int) -> np.random.Generator:
     """The generator of an image's k-th test-retest copy, seeded by the image's bytes: the same image
     always gets the same copies (so their perceptions are found in the feature cache), and two images
     never share a processing by construction."""
-    import hashlib
-
     return np.random.default_rng([k, int(hashlib.sha256(data).hexdigest()[:12], 16)])
 
 
