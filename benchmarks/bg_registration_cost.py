@@ -19,7 +19,6 @@ Writes benchmarks/results/bg_registration_cost.json. Nothing here changes the pa
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 import time
@@ -33,41 +32,24 @@ from fedbench.faces.service import PerceptionService
 from fedbench.metrics import registration
 from fedbench.metrics.fedscore import background_measure
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fedscore_v2_dev import dev_triplets  # noqa: E402  (the probe sets it made)
+
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = ((160, 60), (160, 30), (160, 20), (120, 60), (120, 30), (96, 60), (96, 30))  # (px, iterations)
 BLEND_EDITS = ("processed-lazy-0", "processed-lazy-1", "processed-lazy-2", "processed-oracle-0",
                "processed-oracle-1", "processed-oracle-2", "warp-1", "blend-0.75")
-
-
-def _edit_file(folder: Path, sample_id: str) -> Path:
-    found = glob.glob(str(folder / (glob.escape(sample_id) + ".*")))
-    if len(found) != 1:
-        raise SystemExit(f"{folder}: expected one edit for {sample_id}, found {len(found)}; run fedscore_v2_dev.py first")
-    return Path(found[0])
+WILD_EDITS = ("processed-lazy", "processed-oracle")
 
 
 def pairs_of(work: Path) -> list[tuple[str, Path, Path]]:
     """(name, S, X) for every measured pair of the dev probe sets under `work`."""
+    blend, wild = dev_triplets(work)
     out: list[tuple[str, Path, Path]] = []
-    blend = work / "blend"
-    rows = [json.loads(line) for line in (blend / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    by_triplet: dict[str, dict[str, dict]] = {}
-    for r in rows:
-        probe, tid = r["id"].split("__", 1)
-        by_triplet.setdefault(tid, {})[probe] = r
-    for tid, probes in sorted(by_triplet.items()):
-        ref = probes["oracle"]
-        out.append((f"blend/{tid}/G", Path(ref["source"]), Path(ref["ground_truth"])))
-        out += [(f"blend/{tid}/{p}", Path(ref["source"]), _edit_file(blend / "edits", probes[p]["id"]))
-                for p in BLEND_EDITS if p in probes]
-    wild = work / "wild"
-    for s in sorted((wild / "img").glob("w*-s.png")):
-        sid = s.name[:-len("-s.png")]
-        out.append((f"wild/{sid}/G", s, wild / "img" / f"{sid}-g.png"))
-        for p in ("processed-lazy", "processed-oracle"):
-            e = wild / "edits" / f"{p}__warp-{sid}.png"
-            if e.is_file():
-                out.append((f"wild/{sid}/{p}", s, e))
+    for family, triplets, probes in (("blend", blend, BLEND_EDITS), ("wild", wild, WILD_EDITS)):
+        for t in triplets:
+            out.append((f"{family}/{t.name}/G", t.source, t.ground_truth))
+            out += [(f"{family}/{t.name}/{p}", t.source, t.edits[p]) for p in probes if p in t.edits]
     return out
 
 

@@ -27,7 +27,6 @@ Writes benchmarks/results/fedscore_processing_studies.json (the figures docs/fed
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 from dataclasses import dataclass
@@ -44,11 +43,11 @@ from fedbench.metrics import core, noise
 from fedbench.metrics.geometry_dims import EYE_L, EYE_R
 from fedbench.metrics.spec import get_spec
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fedscore_v2_dev import DevTriplet, dev_triplets  # noqa: E402  (the probe sets it made)
+
 REPO = Path(__file__).resolve().parents[1]
-BLEND_LAZY = ("processed-lazy-0", "processed-lazy-1", "processed-lazy-2")
-BLEND_ORACLE = ("processed-oracle-0", "processed-oracle-1", "processed-oracle-2")
 BLEND_WARPS = ("warp-0.5", "warp-1", "warp-2")
-BLEND_OTHER = ("blend-0.75", "blend-0.5")
 
 
 @dataclass
@@ -56,40 +55,6 @@ class Image:
     rgb: np.ndarray
     face: FaceFeatures
     member_names: list[str]
-
-
-@dataclass
-class Triplet:
-    name: str
-    source: Path
-    ground_truth: Path
-    edits: dict[str, Path]  # probe -> file
-
-
-def dev_triplets(work: Path) -> tuple[list[Triplet], list[Triplet]]:
-    """(blend, wild) triplets with their probe edits, as fedscore_v2_dev.py made them under `work`."""
-    blend_dir = work / "blend"
-    rows = [json.loads(line) for line in (blend_dir / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    by_triplet: dict[str, dict[str, dict]] = {}
-    for r in rows:
-        probe, tid = r["id"].split("__", 1)
-        by_triplet.setdefault(tid, {})[probe] = r
-    blend = []
-    for tid, probes in sorted(by_triplet.items()):
-        edits = {}
-        for p in (*BLEND_LAZY, *BLEND_ORACLE, *BLEND_WARPS, *BLEND_OTHER):
-            found = glob.glob(str(blend_dir / "edits" / (glob.escape(probes[p]["id"]) + ".*")))
-            if len(found) == 1:
-                edits[p] = Path(found[0])
-        ref = probes["oracle"]
-        blend.append(Triplet(tid, Path(ref["source"]), Path(ref["ground_truth"]), edits))
-    wild_dir = work / "wild"
-    wild = []
-    for s in sorted((wild_dir / "img").glob("w*-s.png")):
-        sid = s.name[:-len("-s.png")]
-        edits = {p: wild_dir / "edits" / f"{p}__warp-{sid}.png" for p in ("processed-lazy", "processed-oracle")}
-        wild.append(Triplet(sid, s, wild_dir / "img" / f"{sid}-g.png", {p: e for p, e in edits.items() if e.is_file()}))
-    return blend, wild
 
 
 class Loader:
@@ -156,7 +121,7 @@ class Canonical:
         self.landmarker.close()
 
 
-def canonical_study(blend: list[Triplet], wild: list[Triplet], load: Loader, k: float, px: int, level: bool
+def canonical_study(blend: list[DevTriplet], wild: list[DevTriplet], load: Loader, k: float, px: int, level: bool
                     ) -> dict[str, Any]:
     canon = Canonical(k, px, level)
     gains: dict[str, dict[str, list[float]]] = {"plain": {}, "canonical": {}}
@@ -243,7 +208,7 @@ class Thumbs:
         return float(np.sqrt(np.mean(d[self.mask] ** 2)))
 
 
-def pixel_gate_study(blend: list[Triplet], wild: list[Triplet], load: Loader, px: int, blur: float) -> dict[str, Any]:
+def pixel_gate_study(blend: list[DevTriplet], wild: list[DevTriplet], load: Loader, px: int, blur: float) -> dict[str, Any]:
     thumbs = Thumbs(px, blur)
     processing: list[float] = []  # distance of a processed copy from its original (S or G)
     real: dict[str, list[float]] = {}  # distance of a real change from its reference

@@ -20,9 +20,11 @@ aggregations considered.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +112,45 @@ def build_wild(wild: Path, work: Path, n: int, seed: int) -> Path:
         service.close()
     write_manifest(manifest_path, rows)
     return manifest_path
+
+
+@dataclass
+class DevTriplet:
+    """One dev triplet as made under --work, with the files of its probe edits (byte copies left out)."""
+
+    name: str
+    source: Path
+    ground_truth: Path
+    edits: dict[str, Path]  # probe name -> file
+
+
+def dev_triplets(work: Path) -> tuple[list[DevTriplet], list[DevTriplet]]:
+    """(blend, wild) triplets of the probe sets `main` made under `work`, for the studies that reuse
+    them (bg_registration_cost.py, fedscore_processing_studies.py)."""
+    blend_dir, wild_dir = work / "blend", work / "wild"
+    if not (blend_dir / "manifest.jsonl").is_file():
+        raise SystemExit(f"no dev probes under {work}; run benchmarks/fedscore_v2_dev.py --work {work} first")
+    by_triplet: dict[str, dict[str, dict]] = {}
+    for line in (blend_dir / "manifest.jsonl").read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            probe, tid = row["id"].split("__", 1)
+            by_triplet.setdefault(tid, {})[probe] = row
+    blend = []
+    for tid, probes in sorted(by_triplet.items()):
+        edits = {}
+        for probe, row in probes.items():
+            found = glob.glob(str(blend_dir / "edits" / (glob.escape(row["id"]) + ".*")))
+            if probe not in ("lazy", "oracle") and len(found) == 1:
+                edits[probe] = Path(found[0])
+        ref = probes["oracle"]
+        blend.append(DevTriplet(tid, Path(ref["source"]), Path(ref["ground_truth"]), edits))
+    wild = []
+    for s in sorted((wild_dir / "img").glob("w*-s.png")):
+        sid = s.name[:-len("-s.png")]
+        edits = {p: wild_dir / "edits" / f"{p}__warp-{sid}.png" for p in ("processed-lazy", "processed-oracle")}
+        wild.append(DevTriplet(sid, s, wild_dir / "img" / f"{sid}-g.png", {p: e for p, e in edits.items() if e.is_file()}))
+    return blend, wild
 
 
 def _rows(manifest: Path, version: str, cache: Path) -> dict[str, dict[str, dict]]:
