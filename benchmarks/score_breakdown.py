@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -185,7 +184,7 @@ def main() -> None:
     for kind in ("cold", "warm"):
         _print(kind, best[kind])
     out = {"command": "PYTHONPATH=src .venv/bin/python benchmarks/score_breakdown.py " + " ".join(sys.argv[1:]),
-           "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
+           "machine": throughput._machine(),
            "code": throughput._fedbench_code(), "n": args.n, "repeats": args.repeats, **best}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")

