@@ -132,7 +132,11 @@ def main() -> None:
                                  "n": len(feds), "statuses": statuses}
             else:
                 worst = min(samples, key=lambda r: r["fed"] if r["fed"] is not None else float("inf"))
-                entry["oracle"] = {"min_fed": round(min(feds), 2), "below_90": sum(f < ORACLE_MIN for f in feds),
+                bgs = [r["bg"] for r in samples if r["bg"] is not None]
+                entry["oracle"] = {"min_fed": round(min(feds), 2), "median_fed": round(float(np.median(feds)), 2),
+                                   "max_fed": round(max(feds), 2), "below_90": sum(f < ORACLE_MIN for f in feds),
+                                   "bg_min_median_max": [round(min(bgs), 3), round(float(np.median(bgs)), 3),
+                                                         round(max(bgs), 3)] if bgs else None,
                                    "n": len(feds), "statuses": statuses,
                                    "worst": {k: worst.get(k) for k in ("id", "alignment", "fidelity", "reg", "bg", "pq",
                                                                       "id_score", "bg_shift")}}
