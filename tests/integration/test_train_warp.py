@@ -73,25 +73,17 @@ def test_fitted_warp_beats_the_reference_on_held_out_people(lopo: dict) -> None:
     assert happy["dimensions"]["reg"]["diff"] > 0  # by moving the expression as far as the ground truth does
 
 
-def _is_figure(path: str, node: object) -> bool:
-    return isinstance(node, float) and "fed" in path  # a FED mean the fit measured, not a setting
-
-
-def _figures(node: object, path: str = "") -> dict[str, float]:
-    """The FED means a checkpoint records (training_fed, validation), by their path in it."""
+def _split_figures(node: object, figures: dict[str, float], path: str = "") -> object:
+    """`node` with the FED means the fit measured (training_fed, validation: floats under a key naming
+    fed) taken out into `figures` by their path; settings such as the grid and strengths stay in."""
     if isinstance(node, dict):
-        return {k: v for key, val in node.items() for k, v in _figures(val, f"{path}/{key}").items()}
+        return {k: _split_figures(v, figures, f"{path}/{k}") for k, v in node.items()}
     if isinstance(node, list):
-        return {k: v for i, val in enumerate(node) for k, v in _figures(val, f"{path}/{i}").items()}
-    return {path: node} if _is_figure(path, node) else {}
-
-
-def _without_figures(node: object, path: str = "") -> object:
-    if isinstance(node, dict):
-        return {k: _without_figures(v, f"{path}/{k}") for k, v in node.items()}
-    if isinstance(node, list):
-        return [_without_figures(v, f"{path}/{i}") for i, v in enumerate(node)]
-    return None if _is_figure(path, node) else node
+        return [_split_figures(v, figures, f"{path}/{i}") for i, v in enumerate(node)]
+    if isinstance(node, float) and "fed" in path:
+        figures[path] = node
+        return None
+    return node
 
 
 def test_shipped_preset_refits_bit_for_bit(lopo: dict, pixelsmile: Path, tmp_path: Path) -> None:
@@ -104,8 +96,9 @@ def test_shipped_preset_refits_bit_for_bit(lopo: dict, pixelsmile: Path, tmp_pat
     shipped = PRESETS["fitted"]
     assert (out / "warp_fields.npz").read_bytes() == (shipped / "warp_fields.npz").read_bytes()
     refit, meta = (json.loads((d / "checkpoint.json").read_text()) for d in (out, shipped))
-    assert _without_figures(refit) == _without_figures(meta)
-    figures, shipped_figures = _figures(refit), _figures(meta)
+    figures: dict[str, float] = {}
+    shipped_figures: dict[str, float] = {}
+    assert _split_figures(refit, figures) == _split_figures(meta, shipped_figures)
     assert figures.keys() == shipped_figures.keys() and len(figures) > 10
     for key, value in figures.items():
         assert value == pytest.approx(shipped_figures[key], abs=0.01), key
