@@ -29,6 +29,7 @@ from PIL import Image
 from fedbench.data.images import decode_image
 from fedbench.data.manifest import read_manifest, write_manifest
 from fedbench.meta.probes import _save_png
+from fedbench.metrics import processing
 from fedbench.metrics.fedscore import FEDSCORE_VERSION
 from fedbench.scoring.runner import score
 
@@ -43,13 +44,6 @@ def _webp(rgb: np.ndarray, quality: int) -> np.ndarray:
     return np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
-def _jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
 def _rotate(rgb: np.ndarray, degrees: float) -> np.ndarray:
     h, w = rgb.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
@@ -61,28 +55,16 @@ def _sharpen(rgb: np.ndarray, amount: float) -> np.ndarray:
     return np.clip(rgb.astype(np.float32) * (1 + amount) - blurred * amount, 0, 255).astype(np.uint8)
 
 
-def _resize(rgb: np.ndarray, k: float) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    return cv2.resize(rgb, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
-
-
-def _crop(rgb: np.ndarray, share: float) -> np.ndarray:
-    """Cut `share` / 2 off every side, resize back: a centred zoom of 1 / (1 - share)."""
-    h, w = rgb.shape[:2]
-    dy, dx = round(h * share / 2), round(w * share / 2)
-    return cv2.resize(rgb[dy:h - dy, dx:w - dx], (w, h), interpolation=cv2.INTER_LINEAR)
-
-
 OPERATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "WebP q80": lambda x: _webp(x, 80),
-    "JPEG q50": lambda x: _jpeg(x, 50),
+    "JPEG q50": lambda x: processing.jpeg(x, 50),
     "rotate 2 deg": lambda x: _rotate(x, 2.0),
     "Gaussian blur 1 px": lambda x: cv2.GaussianBlur(x, (0, 0), 1.0),
     "unsharp mask 0.6": lambda x: _sharpen(x, 0.6),
-    "resize 0.4x": lambda x: _resize(x, 0.4),
+    "resize 0.4x": lambda x: processing.resize(x, 0.4),
     "brightness +12": lambda x: np.clip(x.astype(np.int16) + 12, 0, 255).astype(np.uint8),
-    "crop 4 %": lambda x: _crop(x, 0.04),
-    "crop 6 % (past the 5 % limit)": lambda x: _crop(x, 0.06),
+    "crop 4 %": lambda x: processing.crop(x, 0.04, 0.5, 0.5),  # centred: a zoom of 1 / 0.96
+    "crop 6 % (past the 5 % limit)": lambda x: processing.crop(x, 0.06, 0.5, 0.5),
 }
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,9 @@ import numpy as np
 from fedbench.faces.landmarks import FaceLandmarker
 from fedbench.faces.perception import FaceFeatures
 from fedbench.faces.service import PerceptionService
-from fedbench.metrics import core, noise
+from fedbench.metrics import core
 from fedbench.metrics.geometry_dims import EYE_L, EYE_R
+from fedbench.metrics.reg import expression_gain
 from fedbench.metrics.spec import get_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,8 +77,8 @@ class Loader:
 
 
 def _gain(s: np.ndarray, e: np.ndarray, g: np.ndarray) -> float:
-    d_g = g - s
-    return float((e - s) @ d_g / (d_g @ d_g))
+    """The metric's own gain along G's change (never called degenerate here: every triplet is read)."""
+    return expression_gain(s, e, g, degenerate_factor=0.0).gain
 
 
 # --------------------------------------------------------------------------- canonical re-perception
@@ -88,10 +89,10 @@ class Canonical:
     def __init__(self, k: float, px: int, level: bool) -> None:
         self.k, self.px, self.level = k, px, level
         self.landmarker = FaceLandmarker(max_faces=1)
-        self.weights = core._whitening(get_spec("2.0"))
+        self.spec = get_spec("2.0")
 
     def plain(self, im: Image) -> np.ndarray:
-        return noise.face_vector(im.face, im.member_names) * self.weights
+        return core.expression(self.spec, im.face, tuple(im.member_names))
 
     def vector(self, im: Image) -> np.ndarray | None:
         h, w = im.rgb.shape[:2]
@@ -114,8 +115,8 @@ class Canonical:
         inverse = cv2.invertAffineTransform(m)
         back = (found[0].landmarks[:, :2].astype(np.float64) * self.px) @ inverse[:, :2].T + inverse[:, 2]
         landmarks = np.concatenate([back / (w, h), found[0].landmarks[:, 2:]], axis=1)
-        vec = noise.vector(found[0].blendshapes, im.face.emotion, im.face.members, im.member_names, landmarks)
-        return vec * self.weights
+        second = replace(im.face, landmarks=landmarks, blendshapes=found[0].blendshapes)
+        return core.expression(self.spec, second, tuple(im.member_names))
 
     def close(self) -> None:
         self.landmarker.close()
